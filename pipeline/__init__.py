@@ -1,0 +1,1 @@
+"""Terraform-to-GitOps cluster bootstrap pipeline."""

@@ -1,0 +1,87 @@
+"""Where things live and which target to use, from flags and the environment, decided once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import BadInput
+from pipeline.model import Target
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FLEET = "fleet.git"
+DEFAULT_STATE_DIR = ".pipeline"
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: Target
+    state_dir: Path
+    fleet: str  # a path or a git URL
+    crds_dir: Path | None  # offline schemas; otherwise the pinned download cache is used
+    aws_endpoint: str | None  # an already running AWS-compatible endpoint (local target)
+    state_bucket: str | None  # Terraform state bucket; derived from the account when None
+    signing_key: str | None  # fingerprint of the key that signs fleet commits (aws target)
+    provider_mirror: Path | None  # a Terraform provider filesystem mirror, configured explicitly
+    plugin_cache: Path  # shared by every cluster's Terraform work dir
+    project_root: Path = PROJECT_ROOT
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.project_root / "templates"
+
+    @property
+    def terraform_dir(self) -> Path:
+        return self.project_root / "terraform"
+
+    @property
+    def gnupg_home(self) -> Path:
+        """The local-only signing key's GnuPG home (local target)."""
+        return self.state_dir / "gnupg"
+
+    @property
+    def crds_cache(self) -> Path:
+        return self.state_dir / "crds"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.state_dir / "runs"
+
+    def terraform_work_dir(self, cluster: str) -> Path:
+        return self.state_dir / "terraform" / cluster
+
+
+def load_settings(
+    env: Mapping[str, str],
+    cwd: Path,
+    *,
+    target: str | None = None,
+    fleet: str | None = None,
+) -> Settings:
+    chosen = target or env.get("PIPELINE_TARGET", "local")
+    if chosen not in ("local", "aws"):
+        raise BadInput(f"--target '{chosen}' is not a target; use 'local' or 'aws'")
+    state_dir = Path(env.get("PIPELINE_STATE_DIR") or cwd / DEFAULT_STATE_DIR)
+    fleet_location = fleet or env.get("PIPELINE_FLEET") or str(cwd / DEFAULT_FLEET)
+    crds = env.get("PIPELINE_CRDS_DIR")
+    mirror = env.get("PIPELINE_PROVIDER_MIRROR")
+    cache_home = Path(env.get("XDG_CACHE_HOME") or Path(env.get("HOME", str(cwd))) / ".cache")
+    plugin_cache = env.get("PIPELINE_PLUGIN_CACHE") or str(cache_home / "fleet-pipeline" / "plugins")
+    return Settings(
+        target="local" if chosen == "local" else "aws",
+        state_dir=state_dir.resolve(),
+        fleet=_absolute_if_path(fleet_location, cwd),
+        crds_dir=(cwd / crds).resolve() if crds else None,
+        aws_endpoint=env.get("PIPELINE_AWS_ENDPOINT") or None,
+        state_bucket=env.get("PIPELINE_STATE_BUCKET") or None,
+        signing_key=env.get("PIPELINE_SIGNING_KEY") or None,
+        provider_mirror=(cwd / mirror).resolve() if mirror else None,
+        plugin_cache=(cwd / plugin_cache).resolve(),
+    )
+
+
+def _absolute_if_path(location: str, cwd: Path) -> str:
+    if "://" in location or location.startswith("git@"):
+        return location
+    return str((cwd / location).resolve())

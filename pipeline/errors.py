@@ -1,0 +1,98 @@
+"""The pipeline's failures, one type per kind; the CLI turns each into one line and an exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_BLOCKED = 3
+EXIT_INTERRUPTED = 130
+
+
+class PipelineError(Exception):
+    """Root of every failure the pipeline reports to its user."""
+
+    exit_code = EXIT_FAILED
+
+
+class BadInput(PipelineError):
+    """The user's input (spec, flags, configuration) is wrong; nothing was changed."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class SpecError(BadInput):
+    """One field of the cluster spec is invalid."""
+
+    def __init__(self, field: str, problem: str, fix: str, line: int | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        self.line = line
+        super().__init__(f"spec field '{field}': {problem}; {fix}")
+
+
+class SchemasMissing(BadInput):
+    """No CRD schemas are available to validate against."""
+
+
+class Blocked(PipelineError):
+    """Another run, a lock or a conflicting change is in the way; retrying later may work."""
+
+    exit_code = EXIT_BLOCKED
+
+
+class StateLocked(Blocked):
+    """Terraform's state is locked by another (or a dead) run."""
+
+
+class RunInProgress(Blocked):
+    """Another pipeline run holds this cluster."""
+
+
+class CommandFailed(PipelineError):
+    """An external command exited non-zero."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, output: str) -> None:
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.output = output
+        tail = " | ".join(line.strip() for line in output.strip().splitlines()[-3:] if line.strip())
+        super().__init__(f"{' '.join(self.argv[:2])} exited {returncode}: {tail}")
+
+
+class TerraformError(PipelineError):
+    """Terraform failed; carries the command and the lines that explain why."""
+
+
+class AwsError(PipelineError):
+    """An AWS API call failed or the account cannot host the cluster."""
+
+
+class LocalEndpointError(PipelineError):
+    """The embedded AWS endpoint (moto server) could not be started or reached."""
+
+
+class ManifestInvalid(PipelineError):
+    """A rendered manifest does not pass the CRD schemas or kustomize."""
+
+    def __init__(self, findings: Sequence[str]) -> None:
+        self.findings = tuple(findings)
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        super().__init__(f"manifest invalid: {findings[0]}{more}")
+
+
+class SigningError(PipelineError):
+    """A commit could not be signed, or its signature is not from a trusted key."""
+
+
+class GitError(PipelineError):
+    """The fleet repository could not be read, updated or pushed."""
+
+
+class Interrupted(PipelineError):
+    """The user interrupted the run; whatever was in flight was let finish safely."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -1,0 +1,143 @@
+"""Immutable values passed between the stages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+NatMode = Literal["single", "per-zone"]
+Target = Literal["local", "aws"]
+
+
+@dataclass(frozen=True)
+class AwsAccess:
+    """How to reach the account: the same code path for real AWS and the local endpoint."""
+
+    region: str
+    endpoint: str | None  # None: AWS's own endpoints
+    env: tuple[tuple[str, str], ...]  # credentials for child processes; empty: the ambient chain
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    cidr: str
+    zones: int
+    nat_gateways: NatMode
+    endpoints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BastionSpec:
+    enabled: bool
+    allowed_cidrs: tuple[str, ...]
+    instance_type: str
+
+
+@dataclass(frozen=True)
+class ControlPlaneSpec:
+    replicas: int
+    instance_type: str
+
+
+@dataclass(frozen=True)
+class WorkerPool:
+    name: str
+    replicas: int
+    instance_type: str
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    region: str
+    kubernetes_version: str
+    network: NetworkSpec
+    bastion: BastionSpec
+    control_plane: ControlPlaneSpec
+    workers: tuple[WorkerPool, ...]
+    ssh_key_name: str
+    tags: tuple[tuple[str, str], ...]  # sorted by key
+
+    def fingerprint(self) -> str:
+        return fingerprint(asdict(self))
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    cidr: str
+    zone: str
+    public: bool
+
+
+@dataclass(frozen=True)
+class Bastion:
+    instance_id: str
+    security_group_id: str
+    public_ip: str
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    add: int
+    change: int
+    destroy: int
+
+    @property
+    def empty(self) -> bool:
+        return self.add == self.change == self.destroy == 0
+
+
+@dataclass(frozen=True)
+class NetworkOutputs:
+    """What Terraform built, read from its (non-sensitive) outputs."""
+
+    region: str
+    vpc_id: str
+    vpc_cidr: str
+    subnets: tuple[Subnet, ...]  # sorted by (public, zone)
+    nat_gateway_ids: tuple[str, ...]
+    endpoint_ids: tuple[tuple[str, str], ...]  # (service, id), sorted
+    bastion: Bastion | None
+
+    def fingerprint(self) -> str:
+        return fingerprint(asdict(self))
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    outputs: NetworkOutputs
+    changes: PlanSummary
+    state_serial: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: str  # relative to the fleet repo's root, POSIX separators
+    content: str
+
+
+@dataclass(frozen=True)
+class Manifests:
+    """Every file one cluster owns in the fleet repo, sorted by path."""
+
+    cluster: str
+    files: tuple[Manifest, ...]
+
+    def fingerprint(self) -> str:
+        return fingerprint({m.path: m.content for m in self.files})
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    branch: str
+    commit: str | None  # None when there was nothing to commit
+    changed: bool
+    signer: str  # fingerprint of the signing key
+
+
+def fingerprint(data: object) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
