@@ -64,20 +64,36 @@ def isolated_homes(
     gnupg = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
     gnupg.chmod(0o700)
     gitconfig = home / ".gitconfig"
-    gitconfig.write_text("[user]\n\tname = Test\n\temail = test@example.invalid\n[init]\n\tdefaultBranch = main\n")
+    gitconfig.write_text(
+        "[user]\n\tname = Test\n\temail = test@example.invalid\n[init]\n\tdefaultBranch = main\n"
+    )
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GNUPGHOME", str(gnupg))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                 "PIPELINE_AWS_ENDPOINT", "PIPELINE_STATE_DIR", "PIPELINE_FLEET", "GITHUB_ACTIONS",
-                 "PIPELINE_SIGNING_KEY", "PIPELINE_STATE_BUCKET", "PIPELINE_TARGET"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "PIPELINE_AWS_ENDPOINT",
+        "PIPELINE_STATE_DIR",
+        "PIPELINE_FLEET",
+        "GITHUB_ACTIONS",
+        "PIPELINE_SIGNING_KEY",
+        "PIPELINE_STATE_BUCKET",
+        "PIPELINE_TARGET",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PIPELINE_PLUGIN_CACHE", str(plugin_cache))
     monkeypatch.setenv("PIPELINE_CRDS_DIR", os.environ.get("PIPELINE_CRDS_DIR", str(SHARED_CRDS)))
     yield home
-    subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, "GNUPGHOME": str(gnupg)},
-                   check=False, capture_output=True)
+    subprocess.run(
+        ["gpgconf", "--kill", "all"],
+        env={**os.environ, "GNUPGHOME": str(gnupg)},
+        check=False,
+        capture_output=True,
+    )
     shutil.rmtree(gnupg, ignore_errors=True)
 
 
