@@ -1,0 +1,195 @@
+"""The `local` target's AWS: a moto server on loopback, started once and reused across runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from pipeline.config import Settings
+from pipeline.errors import LocalEndpointError
+from pipeline.model import AwsAccess
+
+# moto accepts any credentials; fixed ones keep every child's environment the same.
+DUMMY_KEY_ID = "testing"
+DUMMY_SECRET = "testing"  # noqa: S105 - not a secret: moto accepts anything
+START_DEADLINE = 30.0
+STOP_DEADLINE = 10.0
+_RECORD = "local-endpoint.json"
+_LOG = "local-endpoint.log"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    pid: int | None  # None: an endpoint this pipeline did not start (PIPELINE_AWS_ENDPOINT)
+    running: bool
+
+
+def ensure(settings: Settings, region: str) -> AwsAccess:
+    """Access to a running local endpoint, starting one if none answers."""
+    return access(up(settings), region)
+
+
+def access(endpoint: Endpoint, region: str) -> AwsAccess:
+    env = {
+        "AWS_ACCESS_KEY_ID": DUMMY_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+    return AwsAccess(region=region, endpoint=endpoint.url, env=tuple(sorted(env.items())))
+
+
+def up(settings: Settings) -> Endpoint:
+    if settings.aws_endpoint is not None:
+        if not answers(settings.aws_endpoint):
+            raise LocalEndpointError(
+                f"PIPELINE_AWS_ENDPOINT={settings.aws_endpoint} does not answer; "
+                "start that endpoint or unset PIPELINE_AWS_ENDPOINT to use the embedded one"
+            )
+        return Endpoint(settings.aws_endpoint, None, running=True)
+    recorded = status(settings)
+    if recorded is not None and recorded.running:
+        return recorded
+    return _start(settings)
+
+
+def status(settings: Settings) -> Endpoint | None:
+    """The recorded endpoint, if any, and whether it still answers."""
+    if settings.aws_endpoint is not None:
+        return Endpoint(settings.aws_endpoint, None, running=answers(settings.aws_endpoint))
+    record = _read_record(settings)
+    if record is None:
+        return None
+    return Endpoint(record.url, record.pid, running=_alive(record.pid) and answers(record.url))
+
+
+def down(settings: Settings) -> bool:
+    """Stop the endpoint this pipeline started and forget it; whether one was running."""
+    record = _read_record(settings)
+    if record is None:
+        return False
+    stopped = _stop(record.pid)
+    (settings.state_dir / _RECORD).unlink(missing_ok=True)
+    return stopped
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether an HTTP server answers at url; any HTTP status counts, only silence does not."""
+    try:
+        # Not /moto-api/data.json: it serialises every resource and slows as the server fills.
+        with urllib.request.urlopen(f"{url.rstrip('/')}/", timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def _start(settings: Settings) -> Endpoint:
+    if importlib.util.find_spec("moto") is None:
+        raise LocalEndpointError("the local target needs moto; install it with: pip install -e '.[local]'")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = settings.state_dir / _LOG
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # posix_spawn with its own session: the server outlives this run and a Ctrl-C aimed at it.
+    pid = os.posix_spawn(
+        sys.executable,
+        argv,
+        dict(os.environ),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+    deadline = time.monotonic() + START_DEADLINE
+    while not answers(url):
+        if not _alive(pid) or time.monotonic() > deadline:
+            _stop(pid)
+            raise LocalEndpointError(f"the local AWS endpoint did not start on {url}; see {log}")
+        time.sleep(0.2)
+    endpoint = Endpoint(url, pid, running=True)
+    (settings.state_dir / _RECORD).write_text(json.dumps({"url": url, "pid": pid}, sort_keys=True) + "\n")
+    return endpoint
+
+
+class _Record(NamedTuple):
+    url: str
+    pid: int
+
+
+def _read_record(settings: Settings) -> _Record | None:
+    path = settings.state_dir / _RECORD
+    try:
+        data = json.loads(path.read_text())
+        return _Record(str(data["url"]), int(data["pid"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as e:
+        raise LocalEndpointError(
+            f"{path} is unreadable ({e}); stop any moto server by hand and delete the file"
+        ) from None
+
+
+def _stop(pid: int) -> bool:
+    if not _alive(pid) or not _is_moto(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    if not _gone_within(pid, STOP_DEADLINE):
+        os.kill(pid, signal.SIGKILL)
+        _gone_within(pid, STOP_DEADLINE)
+    return True
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our own child, or a stopped server would linger as a zombie.
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        return reaped == 0
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_moto(pid: int) -> bool:
+    """Guard against a recycled pid: only signal a process that is a moto server."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    return b"moto.server" in cmdline
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,228 @@
+"""Terraform, run through the one subprocess wrapper: init, plan, apply, outputs, state serial."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from python_terraform import IsFlagged, Terraform
+
+from pipeline import process
+from pipeline.config import Settings
+from pipeline.errors import PipelineError, StateLocked, TerraformError
+from pipeline.model import PlanSummary
+
+LineSink = Callable[[str], None]
+
+# Where a provider mirror is commonly installed; the first holding hashicorp/aws wins.
+MIRROR_CANDIDATES = (
+    Path("~/.terraform.d/plugins"),
+    Path("/usr/local/share/terraform/plugins"),
+    Path("/usr/share/terraform/plugins"),
+    Path("/opt/tf-plugins"),
+)
+_AWS_PROVIDER = Path("registry.terraform.io") / "hashicorp" / "aws"
+_PLAN_FILE = "network.tfplan"
+# Fail at once on a held lock: waiting hides a dead run's lock, reporting it gets it released.
+LOCK_TIMEOUT = "0s"
+_LOCK_ID = re.compile(r"^\s*ID:\s*(\S+)", re.MULTILINE)
+_LOCK_WHO = re.compile(r"^\s*Who:\s*(.+)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One cluster's Terraform: the shared stack as configuration, its own data and plan files."""
+
+    config_dir: Path
+    work_dir: Path
+    env: tuple[tuple[str, str], ...]  # added to every terraform child's environment
+
+    @property
+    def data_dir(self) -> Path:
+        return self.work_dir / ".terraform"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.work_dir / _PLAN_FILE
+
+
+@dataclass(frozen=True)
+class Plan:
+    summary: PlanSummary
+    changed: bool  # also true when only outputs change, which still needs an apply
+    file: Path
+
+
+def find_mirror(settings: Settings) -> Path | None:
+    if settings.provider_mirror is not None:
+        return settings.provider_mirror
+    for candidate in MIRROR_CANDIDATES:
+        path = candidate.expanduser()
+        if (path / _AWS_PROVIDER).is_dir():
+            return path
+    return None
+
+
+def cli_config_text(mirror: Path | None, plugin_cache: Path) -> str:
+    lines = []
+    if mirror is not None:
+        lines += [
+            "provider_installation {",
+            "  filesystem_mirror {",
+            f"    path = {json.dumps(str(mirror))}",
+            "  }",
+            "}",
+        ]
+    lines.append(f"plugin_cache_dir = {json.dumps(str(plugin_cache))}")
+    return "\n".join(lines) + "\n"
+
+
+def write_cli_config(settings: Settings) -> Path:
+    """The project's own CLI config, so a user's ~/.terraformrc cannot change what gets installed."""
+    settings.plugin_cache.mkdir(parents=True, exist_ok=True)
+    path = settings.state_dir / "terraform" / "cli.tfrc"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(cli_config_text(find_mirror(settings), settings.plugin_cache))
+    return path
+
+
+def workspace(settings: Settings, cluster: str, stack: str, aws_env: Mapping[str, str] | None = None) -> Workspace:
+    work_dir = settings.terraform_work_dir(cluster)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **(aws_env or {}),
+        "TF_CLI_CONFIG_FILE": str(write_cli_config(settings)),
+        "TF_DATA_DIR": str(work_dir / ".terraform"),
+        # The user's own defaults for terraform commands must not leak into ours.
+        "TF_CLI_ARGS": "",
+        "TF_WORKSPACE": "default",
+    }
+    return Workspace(settings.terraform_dir / "stacks" / stack, work_dir, tuple(sorted(env.items())))
+
+
+def init(ws: Workspace, backend_config: Mapping[str, str], on_line: LineSink | None = None) -> None:
+    # -reconfigure: the local endpoint's address changes between sessions; the bucket and key
+    # stay derived from the cluster, so this never points a cluster at another's state.
+    # -lockfile=readonly: the committed lock file is shared by every cluster; never rewrite it.
+    _run(
+        ws,
+        "init",
+        on_line,
+        input=False,
+        no_color=IsFlagged,
+        reconfigure=IsFlagged,
+        lockfile="readonly",
+        backend_config=dict(backend_config),
+    )
+
+
+def plan(ws: Workspace, var_file: Path, on_line: LineSink | None = None) -> Plan:
+    result = _run(
+        ws,
+        "plan",
+        on_line,
+        ok_codes=(0, 2),
+        input=False,
+        no_color=IsFlagged,
+        lock_timeout=LOCK_TIMEOUT,
+        detailed_exitcode=IsFlagged,
+        out=str(ws.plan_file),
+        var_file=str(var_file),
+    )
+    shown = json.loads(_run(ws, "show", None, str(ws.plan_file), json=IsFlagged).stdout)
+    return Plan(summary_of(shown), changed=result.returncode == 2, file=ws.plan_file)
+
+
+def summary_of(plan_json: Mapping[str, Any]) -> PlanSummary:
+    """Counts as terraform prints them: a replacement is one add and one destroy."""
+    actions = [rc["change"]["actions"] for rc in plan_json.get("resource_changes") or []]
+    return PlanSummary(
+        add=sum("create" in a for a in actions),
+        change=sum("update" in a for a in actions),
+        destroy=sum("delete" in a for a in actions),
+    )
+
+
+def apply(ws: Workspace, saved: Plan, on_line: LineSink | None = None) -> None:
+    _run(
+        ws,
+        "apply",
+        on_line,
+        str(saved.file),
+        input=False,
+        no_color=IsFlagged,
+        lock_timeout=LOCK_TIMEOUT,
+    )
+
+
+def outputs(ws: Workspace) -> dict[str, object]:
+    """Every output's value, except those marked sensitive: they never leave Terraform."""
+    raw = json.loads(_run(ws, "output", None, json=IsFlagged).stdout)
+    return {name: out["value"] for name, out in raw.items() if not out.get("sensitive")}
+
+
+def state_serial(ws: Workspace) -> int:
+    state = json.loads(_run(ws, "state pull", None).stdout or "{}")
+    return int(state.get("serial", 0))
+
+
+def _run(
+    ws: Workspace,
+    command: str,
+    on_line: LineSink | None,
+    *args: str,
+    ok_codes: tuple[int, ...] = (0,),
+    **options: object,
+) -> process.Result:
+    argv = Terraform(working_dir=str(ws.config_dir)).generate_cmd_string(command, *args, **options)
+    result = process.run(argv, cwd=ws.config_dir, env=dict(ws.env), check=False, on_line=on_line)
+    if result.returncode not in ok_codes:
+        raise failure(argv, result.stdout + result.stderr, ws)
+    return result
+
+
+def failure(argv: list[str], output: str, ws: Workspace) -> PipelineError:
+    """One line a user can act on: a held lock names the command that releases it."""
+    command = " ".join(argv[:2])
+    lock_id = _LOCK_ID.search(output) if "Error acquiring the state lock" in output else None
+    if lock_id is not None:
+        who = _LOCK_WHO.search(output)
+        holder = f" by {who.group(1).strip()}" if who else ""
+        release = (
+            f"TF_DATA_DIR={shlex.quote(str(ws.data_dir))} "
+            f"terraform -chdir={shlex.quote(str(ws.config_dir))} force-unlock {lock_id.group(1)}"
+        )
+        return StateLocked(
+            f"{command}: the Terraform state is locked{holder} (lock {lock_id.group(1)}); "
+            f"if no other run is in progress, release it with: {release}"
+        )
+    return TerraformError(f"{command} failed: {error_lines(output) or 'no error message'}")
+
+
+def error_lines(output: str) -> str:
+    """Each distinct error's summary, location and first paragraph of detail, all on one line."""
+    blocks: list[list[list[str]]] = []
+    current: list[list[str]] | None = None
+    for raw in output.splitlines():
+        line = raw.strip(" \t│╷╵")
+        if line.startswith(("Error:", "Warning:")):
+            current = [[line.removeprefix("Error:").strip()]] if line.startswith("Error:") else None
+            if current is not None:
+                blocks.append(current)
+        elif current is not None and line:
+            current[-1].append(line)
+        elif current is not None and current[-1]:
+            current.append([])
+    messages: list[str] = []
+    for summary, *rest in ([p for p in block if p] for block in blocks):
+        where = next((p[0].rstrip(":") for p in rest if p[0].startswith("on ")), None)
+        detail = next((" ".join(p) for p in rest if not p[0].startswith("on ")), None)
+        message = " ".join(summary).rstrip(".") + (f" ({where})" if where else "") + (f": {detail}" if detail else "")
+        if message not in messages:
+            messages.append(message)
+    return " | ".join(messages)

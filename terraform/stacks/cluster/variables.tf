@@ -1,0 +1,63 @@
+variable "cluster_name" {
+  type = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,38}[a-z0-9]$", var.cluster_name))
+    error_message = "cluster_name must be 2-40 lowercase letters, digits and hyphens."
+  }
+}
+
+variable "region" {
+  type = string
+}
+
+variable "vpc_cidr" {
+  type = string
+}
+
+variable "zones" {
+  description = "Availability zones to use, in the order that fixes their subnets' CIDRs."
+  type        = list(string)
+}
+
+variable "nat_gateways" {
+  type    = string
+  default = "single"
+}
+
+variable "endpoints" {
+  type    = list(string)
+  default = []
+}
+
+variable "bastion_enabled" {
+  type    = bool
+  default = false
+}
+
+variable "bastion_allowed_cidrs" {
+  type    = list(string)
+  default = []
+}
+
+variable "bastion_instance_type" {
+  type    = string
+  default = "t3.micro"
+}
+
+variable "ssh_key_name" {
+  type    = string
+  default = ""
+}
+
+variable "tags" {
+  description = "Tags for every resource, on top of the cluster's own."
+  type        = map(string)
+  default     = {}
+}
+
+variable "aws_endpoint" {
+  description = "One AWS-compatible endpoint for every service (the local target); null for AWS itself."
+  type        = string
+  default     = null
+}

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline import config, local_endpoint
+from pipeline.errors import LocalEndpointError
+from tests.fixtures import free_port
+
+
+def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> config.Settings:
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
+    return config.load_settings(os.environ, tmp_path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_up_reuses_the_server_and_down_leaves_nothing_running(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch)
+    assert local_endpoint.status(settings) is None
+
+    first = local_endpoint.up(settings)
+    try:
+        assert first.running and first.pid is not None
+        assert local_endpoint.up(settings) == first
+        assert local_endpoint.status(settings) == first
+    finally:
+        assert local_endpoint.down(settings) is True
+
+    assert first.pid is not None and not _running(first.pid)
+    assert not local_endpoint.answers(first.url)
+    assert local_endpoint.status(settings) is None
+    assert local_endpoint.down(settings) is False
+
+
+def test_ensure_uses_the_configured_endpoint_with_dummy_credentials(tmp_path, monkeypatch, moto_endpoint):
+    monkeypatch.setenv("PIPELINE_AWS_ENDPOINT", moto_endpoint)
+
+    access = local_endpoint.ensure(_settings(tmp_path, monkeypatch), "eu-central-1")
+
+    assert access.endpoint == moto_endpoint
+    assert dict(access.env) == {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-central-1",
+        "AWS_REGION": "eu-central-1",
+    }
+    assert not (tmp_path / "state" / "local-endpoint.json").exists()
+
+
+def test_a_configured_endpoint_that_does_not_answer_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_AWS_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+
+    with pytest.raises(LocalEndpointError, match=re.escape("PIPELINE_AWS_ENDPOINT=http://127.0.0.1:")):
+        local_endpoint.ensure(_settings(tmp_path, monkeypatch), "us-east-1")

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from pipeline import config, local_endpoint, network, terraform
+from pipeline.errors import BadInput, SpecError, StateLocked
+from pipeline.model import BastionSpec, ClusterSpec, ControlPlaneSpec, NetworkSpec, WorkerPool
+
+REGION = "us-east-1"
+
+
+def _spec(name: str, zones: int = 2, bastion: bool = True) -> ClusterSpec:
+    return ClusterSpec(
+        name=name,
+        region=REGION,
+        kubernetes_version="v1.31.2",
+        network=NetworkSpec(cidr="10.20.0.0/16", zones=zones, nat_gateways="single", endpoints=("sts", "s3")),
+        bastion=BastionSpec(enabled=bastion, allowed_cidrs=("203.0.113.0/24",), instance_type="t3.micro"),
+        control_plane=ControlPlaneSpec(replicas=1, instance_type="m6i.large"),
+        workers=(WorkerPool(name="default", replicas=1, instance_type="m6i.large"),),
+        ssh_key_name="",
+        tags=(("team", "platform"),),
+    )
+
+
+def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str) -> config.Settings:
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("PIPELINE_AWS_ENDPOINT", endpoint)
+    monkeypatch.setenv("PIPELINE_STATE_BUCKET", f"tfstate-{uuid.uuid4().hex[:12]}")
+    return config.load_settings(os.environ, tmp_path)
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def test_more_zones_than_the_region_has_is_a_spec_error(tmp_path, monkeypatch, moto_endpoint):
+    settings = _settings(tmp_path, monkeypatch, moto_endpoint)
+    access = local_endpoint.ensure(settings, REGION)
+
+    with pytest.raises(SpecError) as caught:
+        network.provision(_spec(_unique("zones"), zones=99), access, settings)
+
+    assert caught.value.field == "network.zones"
+    assert "us-east-1 has 6 available" in str(caught.value)
+    assert not settings.terraform_work_dir(caught.value.field).exists()
+
+
+def test_state_bucket_name_is_derived_and_checked(tmp_path, monkeypatch, moto_endpoint):
+    settings = _settings(tmp_path, monkeypatch, moto_endpoint)
+    derived = network.state_bucket(dataclasses.replace(settings, state_bucket=None), "123456789012", REGION)
+    assert derived == "fleet-pipeline-tfstate-123456789012-us-east-1"
+
+    with pytest.raises(BadInput, match="PIPELINE_STATE_BUCKET"):
+        network.state_bucket(dataclasses.replace(settings, state_bucket="Bad_Name"), "1", REGION)
+
+
+@pytest.mark.slow
+def test_provision_builds_the_network_and_a_rerun_changes_nothing(tmp_path, monkeypatch, moto_endpoint):
+    settings = _settings(tmp_path, monkeypatch, moto_endpoint)
+    access = local_endpoint.ensure(settings, REGION)
+    name = _unique("net")
+    spec = _spec(name)
+    lines: list[str] = []
+
+    first = network.provision(spec, access, settings, on_line=lines.append)
+
+    assert first.changes.add > 0 and first.changes.destroy == 0
+    assert any("Apply complete!" in line for line in lines)
+    out = first.outputs
+    assert (out.region, out.vpc_cidr) == (REGION, "10.20.0.0/16")
+    assert [(s.public, s.zone, s.cidr) for s in out.subnets] == [
+        (False, "us-east-1a", "10.20.128.0/20"),
+        (False, "us-east-1b", "10.20.144.0/20"),
+        (True, "us-east-1a", "10.20.0.0/20"),
+        (True, "us-east-1b", "10.20.16.0/20"),
+    ]
+    assert len(out.nat_gateway_ids) == 1
+    assert [service for service, _ in out.endpoint_ids] == ["s3", "sts"]
+    assert out.bastion is not None
+
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    ec2 = session.client("ec2", endpoint_url=moto_endpoint)
+    s3 = session.client("s3", endpoint_url=moto_endpoint)
+
+    vpc = ec2.describe_vpcs(VpcIds=[out.vpc_id])["Vpcs"][0]
+    assert vpc["CidrBlock"] == "10.20.0.0/16"
+    assert {"Key": f"kubernetes.io/cluster/{name}", "Value": "shared"} in vpc["Tags"]
+    assert {"Key": "team", "Value": "platform"} in vpc["Tags"]
+    subnets = {s["SubnetId"]: s for s in ec2.describe_subnets(SubnetIds=[s.id for s in out.subnets])["Subnets"]}
+    for subnet in out.subnets:
+        seen = subnets[subnet.id]
+        tags = {t["Key"]: t["Value"] for t in seen["Tags"]}
+        assert (seen["CidrBlock"], seen["AvailabilityZone"], seen["VpcId"]) == (subnet.cidr, subnet.zone, out.vpc_id)
+        assert tags[f"kubernetes.io/cluster/{name}"] == "shared"
+        role = "kubernetes.io/role/elb" if subnet.public else "kubernetes.io/role/internal-elb"
+        assert tags[role] == "1"
+    endpoints = ec2.describe_vpc_endpoints(VpcEndpointIds=[i for _, i in out.endpoint_ids])["VpcEndpoints"]
+    assert {e["ServiceName"]: e["VpcEndpointType"] for e in endpoints} == {
+        "com.amazonaws.us-east-1.s3": "Gateway",
+        "com.amazonaws.us-east-1.sts": "Interface",
+    }
+
+    group = ec2.describe_security_groups(GroupIds=[out.bastion.security_group_id])["SecurityGroups"][0]
+    assert [(p.get("FromPort"), [r["CidrIp"] for r in p["IpRanges"]]) for p in group["IpPermissions"]] == [
+        (22, ["203.0.113.0/24"])
+    ]
+    instance = ec2.describe_instances(InstanceIds=[out.bastion.instance_id])["Reservations"][0]["Instances"][0]
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    assert instance["SubnetId"] in {s.id for s in out.subnets if s.public}
+    volume_id = instance["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+    assert ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]["Encrypted"] is True
+
+    bucket = settings.state_bucket
+    assert bucket is not None
+    state = json.loads(s3.get_object(Bucket=bucket, Key=f"clusters/{name}/network.tfstate")["Body"].read())
+    assert state["serial"] == first.state_serial
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+
+    # A run that died holding the lock: the error names the command, and that command works.
+    lock = {"ID": str(uuid.uuid4()), "Operation": "OperationTypeApply", "Who": "crashed@ci", "Version": "1.11.4"}
+    s3.put_object(Bucket=bucket, Key=f"clusters/{name}/network.tfstate.tflock", Body=json.dumps(lock))
+    with pytest.raises(StateLocked) as caught:
+        network.provision(spec, access, settings)
+    release = str(caught.value).split("release it with: ", 1)[1]
+    assert release.endswith(f"force-unlock {lock['ID']}")
+    assignment, *command = shlex.split(release.replace("force-unlock ", "force-unlock -force "))
+    data_dir_var, data_dir = assignment.split("=", 1)
+    env = {**os.environ, **dict(access.env), data_dir_var: data_dir}
+    subprocess.run(command, check=True, env=env, capture_output=True)
+
+    lines.clear()
+    second = network.provision(spec, access, settings, on_line=lines.append)
+
+    assert second.changes.empty
+    assert not any("Apply complete!" in line for line in lines)
+    assert second.outputs == first.outputs
+    assert second.state_serial == first.state_serial
+
+    other = terraform.workspace(settings, _unique("other"), network.STACK, dict(access.env))
+    terraform.init(other, network.backend_config(bucket, "other", access))
+    provider = other.data_dir / "providers" / "registry.terraform.io" / "hashicorp" / "aws" / "5.100.0"
+    # Linked to the shared cache, or straight to an unpacked mirror, never copied per cluster.
+    assert (provider / "linux_amd64").is_symlink()
+    assert not (provider / "linux_amd64").resolve().is_relative_to(other.work_dir)

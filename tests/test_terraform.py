@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline import config, terraform
+from pipeline.errors import StateLocked, TerraformError
+
+# Verbatim from terraform 1.11 with an S3 backend whose lock file another run holds.
+LOCK_OUTPUT = """
+Error: Error acquiring the state lock
+
+Error message: operation error S3: PutObject, https response error
+StatusCode: 412, RequestID: 21O8Z6MI44hNKQnmgZ9ivOfxKKWQbUqwz2hlmiwrkzf4hRcwf6pV,
+api error PreconditionFailed: At least one of the pre-conditions you
+specified did not hold
+Lock Info:
+  ID:        11111111-2222-3333-4444-555555555555
+  Path:      tfstate-x/clusters/manual/network.tfstate
+  Operation: OperationTypeApply
+  Who:       someone@host
+  Version:   1.11.4
+  Created:   2025-01-01 00:00:00 +0000 UTC
+  Info:
+
+
+Terraform acquires a state lock to protect the state from being written
+by multiple users at the same time. Please resolve the issue above and try
+again.
+"""
+
+
+def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> config.Settings:
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return config.load_settings(os.environ, tmp_path)
+
+
+def test_cli_config_uses_the_configured_mirror_and_creates_the_cache(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch, PIPELINE_PROVIDER_MIRROR=str(tmp_path / "mirror"))
+    cache = tmp_path / "cache"
+    settings = dataclasses.replace(settings, plugin_cache=cache)
+
+    text = terraform.write_cli_config(settings).read_text()
+
+    assert f'path = "{tmp_path / "mirror"}"' in text
+    assert "filesystem_mirror" in text
+    assert f'plugin_cache_dir = "{cache}"' in text
+    assert cache.is_dir()
+
+
+def test_cli_config_without_a_mirror_installs_from_the_registry(tmp_path, monkeypatch):
+    monkeypatch.setattr(terraform, "MIRROR_CANDIDATES", (tmp_path / "nowhere",))
+    settings = _settings(tmp_path, monkeypatch)
+
+    text = terraform.write_cli_config(settings).read_text()
+
+    assert "provider_installation" not in text
+    assert text.startswith("plugin_cache_dir = ")
+
+
+def test_a_mirror_counts_only_if_it_holds_the_aws_provider(tmp_path, monkeypatch):
+    empty, full = tmp_path / "empty", tmp_path / "full"
+    empty.mkdir()
+    (full / "registry.terraform.io" / "hashicorp" / "aws").mkdir(parents=True)
+    monkeypatch.setattr(terraform, "MIRROR_CANDIDATES", (empty, full))
+
+    assert terraform.find_mirror(_settings(tmp_path, monkeypatch)) == full
+
+
+def test_a_held_lock_names_the_command_that_releases_it(tmp_path, monkeypatch):
+    ws = terraform.workspace(_settings(tmp_path, monkeypatch), "demo", "cluster")
+
+    error = terraform.failure(["terraform", "plan", "-input=false"], LOCK_OUTPUT, ws)
+
+    assert isinstance(error, StateLocked)
+    message = str(error)
+    assert "someone@host" in message
+    assert (
+        f"TF_DATA_DIR={ws.data_dir} terraform -chdir={ws.config_dir} force-unlock 11111111-2222-3333-4444-555555555555"
+    ) in message
+    assert "\n" not in message
+
+
+def test_a_real_terraform_failure_is_one_line_with_its_errors(tmp_path, monkeypatch):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "main.tf").write_text('resource "x" {\n')
+    ws = terraform.workspace(_settings(tmp_path, monkeypatch), "demo", "cluster")
+    ws = terraform.Workspace(broken, ws.work_dir, ws.env)
+
+    with pytest.raises(TerraformError) as caught:
+        terraform.init(ws, {})
+
+    message = str(caught.value)
+    assert message.startswith("terraform init failed: ")
+    assert 'Unclosed configuration block (on main.tf line 1, in resource "x")' in message
+    assert "\n" not in message
+    assert not (broken / ".terraform").exists()
+
+
+def test_plan_summary_counts_a_replacement_as_add_and_destroy():
+    plan = {
+        "resource_changes": [
+            {"change": {"actions": ["create"]}},
+            {"change": {"actions": ["update"]}},
+            {"change": {"actions": ["delete", "create"]}},
+            {"change": {"actions": ["no-op"]}},
+        ]
+    }
+
+    summary = terraform.summary_of(plan)
+
+    assert (summary.add, summary.change, summary.destroy) == (2, 1, 1)
