@@ -1,0 +1,157 @@
+"""Render stage: a cluster spec and its network's outputs become the fleet repo's files for it."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+
+from pipeline.model import ClusterSpec, Manifest, Manifests, NetworkOutputs
+
+# Cloud-init expands this on the instance: the AWS cloud provider needs node
+# names that equal the instance's private DNS name.
+NODE_NAME = "{{ ds.meta_data.local_hostname }}"
+CONTROL_PLANE_PROFILE = "control-plane.cluster-api-provider-aws.sigs.k8s.io"
+NODES_PROFILE = "nodes.cluster-api-provider-aws.sigs.k8s.io"
+# Pod and service ranges must not overlap the VPC; a VPC is at most a /16, so
+# one of two disjoint candidates is always free.
+POD_CIDRS = ("192.168.0.0/16", "172.16.0.0/16")
+SERVICE_CIDRS = ("10.96.0.0/12", "172.20.0.0/16")
+AUDIT_POLICY_FILE = "/etc/kubernetes/audit-policy.yaml"
+AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
+
+# Each rendered from templates/cluster/NAME.j2 into clusters/CLUSTER/NAME.
+_CLUSTER_FILES = (
+    "awscluster.yaml",
+    "cluster.yaml",
+    "controlplane.yaml",
+    "machinetemplates.yaml",
+    "namespace.yaml",
+    "workers.yaml",
+)
+
+
+# Characters JSON leaves raw that YAML reads as line breaks or refuses as unprintable.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+class YamlValue(str):
+    """Text produced by the `yaml` filter: the only kind of value a template may print."""
+
+
+def to_yaml(value: object) -> YamlValue:
+    # JSON is YAML: a string with ': ', newlines or '{{' stays one quoted scalar.
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return YamlValue(_YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+def render(spec: ClusterSpec, outputs: NetworkOutputs, templates_dir: Path) -> Manifests:
+    env = _environment(templates_dir)
+    context = _context(spec, outputs, env, templates_dir)
+    cluster_dir = f"clusters/{spec.name}"
+    files = [
+        Manifest(f"{cluster_dir}/{name}", env.get_template(f"cluster/{name}.j2").render(context))
+        for name in _CLUSTER_FILES
+    ]
+    kustomization = env.get_template("cluster/kustomization.yaml.j2").render(context, resources=sorted(_CLUSTER_FILES))
+    files.append(Manifest(f"{cluster_dir}/kustomization.yaml", kustomization))
+    flux = env.get_template("flux/kustomization.yaml.j2").render(
+        context, flux_name=f"cluster-{spec.name}", flux_path=f"./{cluster_dir}"
+    )
+    files.append(Manifest(f"flux/clusters/{spec.name}.yaml", flux))
+    return Manifests(spec.name, tuple(sorted(files, key=lambda m: m.path)))
+
+
+def _environment(templates_dir: Path) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader(templates_dir),
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_only_yaml_values,
+    )
+    env.filters["yaml"] = to_yaml
+    return env
+
+
+def _only_yaml_values(value: object) -> str:
+    if not isinstance(value, YamlValue):
+        raise TypeError(f"template prints {value!r} without the `yaml` filter")
+    return value
+
+
+def _context(
+    spec: ClusterSpec, outputs: NetworkOutputs, env: SandboxedEnvironment, templates_dir: Path
+) -> dict[str, Any]:
+    public = [s.id for s in outputs.subnets if s.public]
+    private = [s.id for s in outputs.subnets if not s.public]
+    context: dict[str, Any] = {
+        "name": spec.name,
+        "region": outputs.region,
+        "kubernetes_version": spec.kubernetes_version,
+        "ssh_key_name": spec.ssh_key_name,
+        "tags": dict(spec.tags),
+        "vpc_id": outputs.vpc_id,
+        "vpc_cidr": outputs.vpc_cidr,
+        "subnet_ids": [s.id for s in outputs.subnets],
+        "lb_scheme": "internet-facing" if public else "internal",
+        "lb_subnet_ids": public or private,
+        "pods_cidr": _free_range(POD_CIDRS, outputs.vpc_cidr),
+        "services_cidr": _free_range(SERVICE_CIDRS, outputs.vpc_cidr),
+        "control_plane": spec.control_plane,
+        "control_plane_name": f"{spec.name}-control-plane",
+        "node_name": NODE_NAME,
+        "audit": {
+            "policy": (templates_dir / "cluster" / "audit-policy.yaml").read_text(encoding="utf-8"),
+            "policy_file": AUDIT_POLICY_FILE,
+            "log_dir": AUDIT_LOG_DIR,
+            "log_path": f"{AUDIT_LOG_DIR}/audit.log",
+        },
+    }
+    machines = [_machine(env, context, "control-plane", spec.control_plane.instance_type, CONTROL_PLANE_PROFILE)]
+    pools = []
+    for pool in spec.workers:
+        machine = _machine(env, context, pool.name, pool.instance_type, NODES_PROFILE)
+        machines.append(machine)
+        pool_name = f"{spec.name}-{pool.name}"
+        pools.append(
+            {
+                "name": pool_name,
+                "replicas": pool.replicas,
+                "machine_template": machine["name"],
+                "labels": {
+                    "cluster.x-k8s.io/cluster-name": spec.name,
+                    "cluster.x-k8s.io/deployment-name": pool_name,
+                },
+            }
+        )
+    context["control_plane_template"] = machines[0]["name"]
+    context["machines"] = machines
+    context["pools"] = pools
+    return context
+
+
+def _machine(
+    env: SandboxedEnvironment, context: Mapping[str, Any], role: str, instance_type: str, profile: str
+) -> dict[str, str]:
+    """An AWSMachineTemplate's values, named after a hash of the spec they render to."""
+    machine = {"instance_type": instance_type, "iam_instance_profile": profile}
+    rendered = env.get_template("cluster/awsmachinetemplate-spec.yaml.j2").render(context, machine=machine)
+    canonical = json.dumps(yaml.safe_load(rendered), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:8]
+    return {**machine, "name": f"{context['name']}-{role}-{digest}"}
+
+
+def _free_range(candidates: tuple[str, ...], vpc_cidr: str) -> str:
+    vpc = ipaddress.ip_network(vpc_cidr)
+    return next(c for c in candidates if not ipaddress.ip_network(c).overlaps(vpc))

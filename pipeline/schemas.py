@@ -1,0 +1,246 @@
+"""The CRD schemas manifests are validated against: from a configured directory or the pinned releases."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config import Settings
+from pipeline.errors import SchemaChecksumMismatch, SchemasMissing
+
+CAPI = ("kubernetes-sigs/cluster-api", "ae7ff047db499ac3858ade268ba38db8c9f128bb")
+CAPA = ("kubernetes-sigs/cluster-api-provider-aws", "2cf09d78547d32975570a4b9ba5496bdfe26abeb")
+UPSTREAM = "https://raw.githubusercontent.com"
+
+Schema = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class PinnedCrd:
+    """One upstream CRD file at a pinned commit; `cache_path` is also the layout of a mirror."""
+
+    source: tuple[str, str]  # (repository, commit)
+    upstream_path: str
+    cache_path: str
+    sha256: str
+
+    @property
+    def url(self) -> str:
+        repo, commit = self.source
+        return f"{UPSTREAM}/{repo}/{commit}/{self.upstream_path}"
+
+
+# The kinds the pipeline renders; the checksums are those of the release snapshots in use.
+PINNED: tuple[PinnedCrd, ...] = (
+    PinnedCrd(
+        CAPI,
+        "bootstrap/kubeadm/config/crd/bases/bootstrap.cluster.x-k8s.io_kubeadmconfigtemplates.yaml",
+        "bootstrap.cluster.x-k8s.io/bootstrap.cluster.x-k8s.io_kubeadmconfigtemplates.yaml",
+        "f9c8195edb1053435a6f23a1fb0cbb479a5fe074a9231badec073c72ec7fc7ad",
+    ),
+    PinnedCrd(
+        CAPI,
+        "core/config/crd/bases/cluster.x-k8s.io_clusters.yaml",
+        "cluster.x-k8s.io/cluster.x-k8s.io_clusters.yaml",
+        "39768d1dbe14c7932e4fc4aacd90fcc08395f5922f74886e1a3d87868ce8d997",
+    ),
+    PinnedCrd(
+        CAPI,
+        "core/config/crd/bases/cluster.x-k8s.io_machinedeployments.yaml",
+        "cluster.x-k8s.io/cluster.x-k8s.io_machinedeployments.yaml",
+        "7e24327ee53661507cf25fb2e0aa24053e7d565c2de72f52cdec412fde908dba",
+    ),
+    PinnedCrd(
+        CAPI,
+        "controlplane/kubeadm/config/crd/bases/controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.yaml",
+        "controlplane.cluster.x-k8s.io/controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.yaml",
+        "0c97877297fb7f4211e96a1716901ec415e9e1f676c2433cd22effc175cda805",
+    ),
+    PinnedCrd(
+        CAPA,
+        "config/crd/bases/infrastructure.cluster.x-k8s.io_awsclusters.yaml",
+        "infrastructure.cluster.x-k8s.io/infrastructure.cluster.x-k8s.io_awsclusters.yaml",
+        "9c6cb7342da599b15e4e452364eab2a1ed499d617931c94d6a8b7b4900a29815",
+    ),
+    PinnedCrd(
+        CAPA,
+        "config/crd/bases/infrastructure.cluster.x-k8s.io_awsmachinetemplates.yaml",
+        "infrastructure.cluster.x-k8s.io/infrastructure.cluster.x-k8s.io_awsmachinetemplates.yaml",
+        "5afa23f71ddcfc46ab7e19bf76ceb45a16b6f6984a5ec7660b5a5273058c2312",
+    ),
+)
+
+# Kubernetes validates ObjectMeta itself; the CRDs only say `type: object`.
+_OBJECT_META: Schema = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 253},
+        "namespace": {"type": "string", "minLength": 1, "maxLength": 63},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "finalizers": {"type": "array", "items": {"type": "string"}},
+        "ownerReferences": {"type": "array", "items": {"type": "object"}},
+    },
+    "additionalProperties": False,
+}
+
+# OpenAPI keywords that carry no constraint jsonschema can check (CEL rules need an apiserver).
+_DROPPED = frozenset(
+    {
+        "description",
+        "default",
+        "example",
+        "format",
+        "nullable",
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-list-type",
+        "x-kubernetes-map-type",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-validations",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """JSON Schemas (Draft 2020-12) by (apiVersion, kind), strict about unknown fields."""
+
+    served: Mapping[tuple[str, str], Schema]
+    not_served: frozenset[tuple[str, str]]
+    source: str  # where they were read from, for messages
+
+    @property
+    def groups(self) -> frozenset[str]:
+        """API groups defined by these CRDs: objects in them are custom resources."""
+        return frozenset(api.split("/")[0] for api, _ in (*self.served, *self.not_served))
+
+
+def load(settings: Settings, *, base_url: str | None = None) -> Schemas:
+    """The configured directory's CRDs, or the pinned ones (downloaded into the cache on first use)."""
+    if settings.crds_dir is not None:
+        schemas = from_directory(settings.crds_dir)
+        if not schemas.served:
+            raise SchemasMissing(
+                f"PIPELINE_CRDS_DIR={settings.crds_dir} holds no CustomResourceDefinitions; "
+                "point it at a directory of CRD *.yaml files"
+            )
+        return schemas
+    try:
+        fetch(settings.crds_cache, base_url=base_url)
+    except OSError as err:
+        raise SchemasMissing(
+            f"no CRD schemas: downloading them into {settings.crds_cache} failed ({err}); "
+            "set PIPELINE_CRDS_DIR to a directory of CRDs, "
+            "or run `python -m pipeline schemas fetch` where the network is reachable"
+        ) from err
+    return from_directory(settings.crds_cache)
+
+
+def fetch(cache: Path, *, base_url: str | None = None, timeout: float = 30.0) -> list[Path]:
+    """Download the pinned CRDs missing from `cache`, verify every checksum, then write them.
+
+    `base_url` names a mirror laid out like the cache. All files are verified before any
+    is written, so a mismatch leaves the cache as it was.
+    """
+    missing = [pin for pin in PINNED if not _cached(cache, pin)]
+    downloaded: list[tuple[PinnedCrd, bytes]] = []
+    for pin in missing:
+        url = f"{base_url.rstrip('/')}/{pin.cache_path}" if base_url else pin.url
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body: bytes = response.read()
+        actual = hashlib.sha256(body).hexdigest()
+        if actual != pin.sha256:
+            raise SchemaChecksumMismatch(
+                f"{url} has sha256 {actual}, pinned {pin.sha256}; nothing was cached. "
+                "The upstream file or the mirror changed: check it before updating the pin"
+            )
+        downloaded.append((pin, body))
+    for pin, body in downloaded:
+        _write_atomically(cache / pin.cache_path, body)
+    return [cache / pin.cache_path for pin in PINNED]
+
+
+def from_directory(root: Path) -> Schemas:
+    """Every CustomResourceDefinition in root's *.yaml files, recursively."""
+    if not root.is_dir():
+        raise SchemasMissing(f"CRD directory {root} does not exist; set PIPELINE_CRDS_DIR to one that does")
+    served: dict[tuple[str, str], Schema] = {}
+    not_served: set[tuple[str, str]] = set()
+    for crd in _crds(sorted(root.rglob("*.yaml"))):
+        spec = crd["spec"]
+        kind = spec["names"]["kind"]
+        for version in spec["versions"]:
+            key = (f"{spec['group']}/{version['name']}", kind)
+            if version.get("served", False):
+                served[key] = _object_schema(version["schema"]["openAPIV3Schema"])
+            else:
+                not_served.add(key)
+    return Schemas(served, frozenset(not_served), str(root))
+
+
+def strict(schema: Schema) -> dict[str, Any]:
+    """An OpenAPI v3 structural schema as JSON Schema that rejects unknown fields, as kubectl does."""
+    out: dict[str, Any] = {k: v for k, v in schema.items() if k not in _DROPPED}
+    if "properties" in out:
+        out["properties"] = {name: strict(sub) for name, sub in out["properties"].items()}
+        if "additionalProperties" not in out and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    if isinstance(out.get("additionalProperties"), Mapping):
+        out["additionalProperties"] = strict(out["additionalProperties"])
+    if isinstance(out.get("items"), Mapping):
+        out["items"] = strict(out["items"])
+    for combinator in ("allOf", "anyOf", "oneOf"):
+        if combinator in out:
+            out[combinator] = [strict(sub) for sub in out[combinator]]
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def _object_schema(openapi: Schema) -> dict[str, Any]:
+    schema = strict(openapi)
+    schema["properties"] = {**schema.get("properties", {}), "metadata": _OBJECT_META}
+    schema["required"] = sorted({*schema.get("required", ()), "apiVersion", "kind", "metadata"})
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def _crds(paths: Iterable[Path]) -> Iterator[Mapping[str, Any]]:
+    for path in paths:
+        with path.open("rb") as stream:
+            for doc in yaml.load_all(stream, Loader=yaml.CSafeLoader):
+                if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                    yield doc
+
+
+def _cached(cache: Path, pin: PinnedCrd) -> bool:
+    path = cache / pin.cache_path
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == pin.sha256
+
+
+def _write_atomically(path: Path, body: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,187 @@
+"""Validate stage: a cluster's manifests against the CRD schemas, kustomize, and the rest of the fleet."""
+
+from __future__ import annotations
+
+import ipaddress
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pipeline import process
+from pipeline.errors import CommandFailed, ManifestInvalid
+from pipeline.model import Manifests
+from pipeline.schemas import Schemas
+
+VPC_CIDR_ANNOTATION = "fleet.pipeline/vpc-cidr"
+_CLUSTER_API = "cluster.x-k8s.io/"
+
+
+@dataclass(frozen=True)
+class _Object:
+    file: str
+    body: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind", "?"))
+
+    @property
+    def name(self) -> str:
+        metadata = self.body.get("metadata")
+        return str(metadata.get("name", "?")) if isinstance(metadata, Mapping) else "?"
+
+    @property
+    def namespace(self) -> str:
+        metadata = self.body.get("metadata")
+        return str(metadata.get("namespace", "")) if isinstance(metadata, Mapping) else ""
+
+    def finding(self, path: str, message: str) -> str:
+        return f"{self.file}: {self.kind}/{self.name} {path}: {message}"
+
+
+def validate(manifests: Manifests, schemas: Schemas, fleet: Sequence[Manifests]) -> None:
+    """Raise ManifestInvalid with one line per problem; return when the cluster's files are sound."""
+    findings: list[str] = []
+    objects = list(_objects(manifests, findings))
+    for obj in objects:
+        findings.extend(_check_object(obj, schemas))
+    findings.extend(_check_kustomize(manifests))
+    findings.extend(_check_fleet(manifests, objects, fleet))
+    if findings:
+        raise ManifestInvalid(findings)
+
+
+def vpc_cidr(manifests: Manifests) -> str | None:
+    """The VPC CIDR a cluster's manifests declare, as the fleet-wide rules read it."""
+    cidr = _vpc_cidr(list(_objects(manifests, [])))
+    return str(cidr) if cidr is not None else None
+
+
+def _objects(manifests: Manifests, findings: list[str]) -> Iterator[_Object]:
+    for manifest in manifests.files:
+        # kustomize reads its own file; the build check covers it.
+        if PurePosixPath(manifest.path).name == "kustomization.yaml":
+            continue
+        try:
+            docs = list(yaml.safe_load_all(manifest.content))
+        except yaml.YAMLError as err:
+            findings.append(f"{manifest.path}: not YAML: {' '.join(str(err).split())}")
+            continue
+        for doc in docs:
+            if doc is None:
+                continue
+            if not isinstance(doc, Mapping):
+                findings.append(f"{manifest.path}: a document is a {type(doc).__name__}, not an object")
+                continue
+            yield _Object(manifest.path, doc)
+
+
+def _check_object(obj: _Object, schemas: Schemas) -> Iterator[str]:
+    api_version, kind = obj.body.get("apiVersion"), obj.body.get("kind")
+    if not isinstance(api_version, str) or not api_version:
+        yield obj.finding(".apiVersion", "missing")
+    if not isinstance(kind, str) or not kind:
+        yield obj.finding(".kind", "missing")
+    metadata = obj.body.get("metadata")
+    if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        yield obj.finding(".metadata.name", "missing")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return
+    key = (api_version, kind)
+    schema = schemas.served.get(key)
+    if schema is None:
+        if key in schemas.not_served:
+            yield obj.finding(".apiVersion", f"{api_version} {kind} is defined but not served; use a served version")
+        elif api_version.split("/")[0] in schemas.groups:
+            yield obj.finding(".apiVersion", f"no CRD in {schemas.source} serves {api_version} {kind}")
+        # Otherwise a built-in or Flux kind, which these CRDs do not describe.
+        return
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(obj.body), key=lambda e: (_json_path(e.absolute_path), e.message))
+    for error in errors:
+        yield from _describe(obj, error)
+
+
+def _describe(obj: _Object, error: jsonschema.ValidationError) -> Iterator[str]:
+    path = _json_path(error.absolute_path)
+    # One line per unknown field, named in its path, as kubectl's strict validation reports it.
+    if (
+        error.validator == "additionalProperties"
+        and isinstance(error.instance, Mapping)
+        and isinstance(error.schema, Mapping)
+    ):
+        known = error.schema.get("properties", {})
+        for field in sorted(set(error.instance) - set(known)):
+            yield obj.finding(f"{path.rstrip('.')}.{field}", "unknown field")
+        return
+    yield obj.finding(path, error.message)
+
+
+def _json_path(parts: Sequence[str | int] | Any) -> str:
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+    return text or "."
+
+
+def _check_kustomize(manifests: Manifests) -> Iterator[str]:
+    directory = f"clusters/{manifests.cluster}"
+    with tempfile.TemporaryDirectory(prefix="kustomize-") as tmp:
+        root = Path(tmp)
+        for manifest in manifests.files:
+            relative = PurePosixPath(manifest.path)
+            if relative.is_absolute() or ".." in relative.parts:
+                yield f"{manifest.path}: not a path inside the fleet repo"
+                return
+            target = root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(manifest.content, encoding="utf-8")
+        if not (root / directory / "kustomization.yaml").is_file():
+            yield f"{directory}/kustomization.yaml: missing"
+            return
+        try:
+            process.run(["kubectl", "kustomize", str(root / directory)])
+        except CommandFailed as err:
+            output = " ".join(err.output.replace(str(root) + "/", "").split())
+            yield f"{directory}: kubectl kustomize fails: {output}"
+
+
+def _check_fleet(manifests: Manifests, objects: Sequence[_Object], fleet: Sequence[Manifests]) -> Iterator[str]:
+    ours = {(o.kind, o.namespace, o.name): o for o in objects}
+    our_paths = {m.path for m in manifests.files}
+    our_cidr = _vpc_cidr(objects)
+    for other in fleet:
+        if other.cluster == manifests.cluster:
+            yield f"clusters/{manifests.cluster}: a cluster named '{other.cluster}' is already in the fleet"
+            continue
+        for path in sorted(our_paths & {m.path for m in other.files}):
+            yield f"{path}: also written by cluster '{other.cluster}'"
+        others = list(_objects(other, []))
+        for theirs in others:
+            mine = ours.get((theirs.kind, theirs.namespace, theirs.name))
+            if mine is not None:
+                yield mine.finding(".metadata.name", f"cluster '{other.cluster}' has the same object")
+        their_cidr = _vpc_cidr(others)
+        if our_cidr is not None and their_cidr is not None and our_cidr.overlaps(their_cidr):
+            yield (
+                f"clusters/{manifests.cluster}: VPC CIDR {our_cidr} overlaps cluster "
+                f"'{other.cluster}' ({their_cidr}); choose a free range"
+            )
+    if our_cidr is None:
+        yield f"clusters/{manifests.cluster}: the Cluster lacks a valid '{VPC_CIDR_ANNOTATION}' annotation"
+
+
+def _vpc_cidr(objects: Sequence[_Object]) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    for obj in objects:
+        if obj.kind != "Cluster" or not str(obj.body.get("apiVersion", "")).startswith(_CLUSTER_API):
+            continue
+        metadata = obj.body.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+        try:
+            return ipaddress.ip_network(str((annotations or {}).get(VPC_CIDR_ANNOTATION)))
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.model import Manifests, WorkerPool
+from pipeline.render import render, to_yaml
+from tests.fixtures_render import sample_outputs, sample_spec
+
+TEMPLATES = PROJECT_ROOT / "templates"
+
+
+def docs(manifests: Manifests, path: str) -> list[dict[str, Any]]:
+    content = {m.path: m.content for m in manifests.files}[path]
+    return [d for d in yaml.safe_load_all(content) if d is not None]
+
+
+def by_kind(manifests: Manifests, kind: str) -> list[dict[str, Any]]:
+    return [
+        d
+        for m in manifests.files
+        for d in yaml.safe_load_all(m.content)
+        if isinstance(d, dict) and d.get("kind") == kind
+    ]
+
+
+def test_renders_every_file_of_the_cluster_sorted():
+    manifests = render(sample_spec(), sample_outputs(), TEMPLATES)
+
+    assert manifests.cluster == "demo"
+    assert [m.path for m in manifests.files] == [
+        "clusters/demo/awscluster.yaml",
+        "clusters/demo/cluster.yaml",
+        "clusters/demo/controlplane.yaml",
+        "clusters/demo/kustomization.yaml",
+        "clusters/demo/machinetemplates.yaml",
+        "clusters/demo/namespace.yaml",
+        "clusters/demo/workers.yaml",
+        "flux/clusters/demo.yaml",
+    ]
+    kustomization = docs(manifests, "clusters/demo/kustomization.yaml")[0]
+    assert kustomization["resources"] == sorted(kustomization["resources"])
+
+
+def test_same_inputs_render_byte_identical_files():
+    first = render(sample_spec(), sample_outputs(), TEMPLATES)
+    second = render(sample_spec(), sample_outputs(), TEMPLATES)
+
+    assert first == second
+    assert first.fingerprint() == second.fingerprint()
+
+
+def test_awscluster_brings_the_terraform_network_by_id_only():
+    outputs = sample_outputs()
+    awscluster = by_kind(render(sample_spec(), outputs, TEMPLATES), "AWSCluster")[0]
+
+    network = awscluster["spec"]["network"]
+    assert network["vpc"] == {"id": outputs.vpc_id}
+    assert network["subnets"] == [{"id": s.id} for s in outputs.subnets]
+    lb = awscluster["spec"]["controlPlaneLoadBalancer"]
+    assert lb["scheme"] == "internet-facing"
+    assert lb["subnets"] == [s.id for s in outputs.subnets if s.public]
+    assert awscluster["spec"]["bastion"] == {"enabled": False}
+    assert awscluster["spec"]["additionalTags"] == {"cost-center": "42", "team": "platform"}
+
+
+def test_without_public_subnets_the_api_load_balancer_is_internal():
+    outputs = sample_outputs()
+    private_only = dataclasses.replace(outputs, subnets=tuple(s for s in outputs.subnets if not s.public))
+
+    lb = by_kind(render(sample_spec(), private_only, TEMPLATES), "AWSCluster")[0]["spec"]["controlPlaneLoadBalancer"]
+
+    assert lb["scheme"] == "internal"
+    assert lb["subnets"] == [s.id for s in private_only.subnets]
+
+
+def test_cluster_carries_the_fleet_facts_and_v1beta2_refs():
+    cluster = by_kind(render(sample_spec(), sample_outputs(), TEMPLATES), "Cluster")[0]
+
+    assert cluster["metadata"]["annotations"] == {
+        "fleet.pipeline/region": "us-east-1",
+        "fleet.pipeline/vpc-cidr": "10.20.0.0/16",
+    }
+    assert cluster["spec"]["infrastructureRef"] == {
+        "apiGroup": "infrastructure.cluster.x-k8s.io",
+        "kind": "AWSCluster",
+        "name": "demo",
+    }
+
+
+def test_pod_range_moves_off_a_vpc_that_would_overlap_it():
+    outputs = sample_outputs(cidr="192.168.0.0/16")
+
+    cluster = by_kind(render(sample_spec(cidr="192.168.0.0/16"), outputs, TEMPLATES), "Cluster")[0]
+
+    assert cluster["spec"]["clusterNetwork"]["pods"]["cidrBlocks"] == ["172.16.0.0/16"]
+
+
+def test_control_plane_runs_external_cloud_provider_and_audit_logging():
+    kcp = by_kind(render(sample_spec(), sample_outputs(), TEMPLATES), "KubeadmControlPlane")[0]
+
+    config = kcp["spec"]["kubeadmConfigSpec"]
+    api_args = {a["name"]: a["value"] for a in config["clusterConfiguration"]["apiServer"]["extraArgs"]}
+    policy_file = api_args["audit-policy-file"]
+    assert [f["path"] for f in config["files"]] == [policy_file]
+    assert yaml.safe_load(config["files"][0]["content"])["kind"] == "Policy"
+    mounts = {v["mountPath"] for v in config["clusterConfiguration"]["apiServer"]["extraVolumes"]}
+    assert policy_file in mounts
+    assert str(Path(api_args["audit-log-path"]).parent) in mounts
+    external = [{"name": "cloud-provider", "value": "external"}]
+    assert config["initConfiguration"]["nodeRegistration"]["kubeletExtraArgs"] == external
+    assert config["joinConfiguration"]["nodeRegistration"]["kubeletExtraArgs"] == external
+    assert config["clusterConfiguration"]["controllerManager"]["extraArgs"] == external
+
+
+def test_instance_type_change_renames_only_that_template_and_its_references():
+    before = render(sample_spec(), sample_outputs(), TEMPLATES)
+    spec = sample_spec()
+    bigger = (dataclasses.replace(spec.workers[0], instance_type="m6i.2xlarge"), spec.workers[1])
+    after = render(dataclasses.replace(spec, workers=bigger), sample_outputs(), TEMPLATES)
+
+    names_before = [t["metadata"]["name"] for t in by_kind(before, "AWSMachineTemplate")]
+    names_after = [t["metadata"]["name"] for t in by_kind(after, "AWSMachineTemplate")]
+    assert names_before[0] == names_after[0]  # control plane
+    assert names_before[2] == names_after[2]  # the other pool
+    assert names_before[1] != names_after[1]
+    assert names_after[1].startswith("demo-default-")
+    assert len(names_after[1]) == len("demo-default-") + 8
+    refs = {
+        md["metadata"]["name"]: md["spec"]["template"]["spec"]["infrastructureRef"]["name"]
+        for md in by_kind(after, "MachineDeployment")
+    }
+    assert refs == {"demo-default": names_after[1], "demo-batch": names_after[2]}
+    kcp = by_kind(after, "KubeadmControlPlane")[0]
+    assert kcp["spec"]["machineTemplate"]["spec"]["infrastructureRef"]["name"] == names_after[0]
+
+
+def test_control_plane_instance_type_change_rolls_the_control_plane():
+    before = render(sample_spec(), sample_outputs(), TEMPLATES)
+    spec = sample_spec()
+    after = render(
+        dataclasses.replace(spec, control_plane=dataclasses.replace(spec.control_plane, instance_type="m6i.xlarge")),
+        sample_outputs(),
+        TEMPLATES,
+    )
+
+    def kcp_ref(manifests: Manifests) -> str:
+        kcp = by_kind(manifests, "KubeadmControlPlane")[0]
+        return str(kcp["spec"]["machineTemplate"]["spec"]["infrastructureRef"]["name"])
+
+    assert kcp_ref(before) != kcp_ref(after)
+    assert kcp_ref(after) in {t["metadata"]["name"] for t in by_kind(after, "AWSMachineTemplate")}
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["x\nkind: Secret", "{{ 7*7 }}", "a: {}", '"quoted" # not a comment', "- item", "&anchor *alias"],
+)
+def test_tag_values_reach_the_manifest_as_plain_strings(value):
+    spec = sample_spec(tags=(("evil: {}", value), ("team", "platform")))
+
+    manifests = render(spec, sample_outputs(), TEMPLATES)
+
+    awscluster = by_kind(manifests, "AWSCluster")[0]
+    assert awscluster["spec"]["additionalTags"] == {"evil: {}": value, "team": "platform"}
+    assert sorted(awscluster) == ["apiVersion", "kind", "metadata", "spec"]
+    assert by_kind(manifests, "Secret") == []
+
+
+def test_a_hostile_pool_name_stays_one_scalar():
+    spec = sample_spec(workers=(WorkerPool(name="p\n---\nkind: Secret", replicas=1, instance_type="t3.large"),))
+
+    manifests = render(spec, sample_outputs(), TEMPLATES)
+
+    assert by_kind(manifests, "Secret") == []
+    names = [md["metadata"]["name"] for md in by_kind(manifests, "MachineDeployment")]
+    assert names == ["demo-p\n---\nkind: Secret"]
+
+
+@given(st.text())
+def test_yaml_filter_round_trips_any_string(value):
+    assert yaml.safe_load(f"key: {to_yaml(value)}\n") == {"key": value}
+
+
+def test_a_template_printing_a_value_without_the_filter_fails(tmp_path):
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    namespace = templates / "cluster" / "namespace.yaml.j2"
+    namespace.write_text(namespace.read_text() + "  annotations: {note: {{ name }}}\n")
+
+    with pytest.raises(TypeError, match="without the `yaml` filter"):
+        render(sample_spec(), sample_outputs(), templates)
+
+
+def test_flux_applies_the_cluster_directory_and_the_namespace_is_restricted():
+    manifests = render(sample_spec(), sample_outputs(), TEMPLATES)
+
+    flux = docs(manifests, "flux/clusters/demo.yaml")[0]
+    assert flux["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1"
+    assert flux["metadata"] == {"name": "cluster-demo", "namespace": "flux-system"}
+    assert flux["spec"]["path"] == "./clusters/demo"
+    assert flux["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "fleet"}
+    assert flux["spec"]["prune"] is True
+    namespace = docs(manifests, "clusters/demo/namespace.yaml")[0]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert {d["metadata"]["namespace"] for d in by_kind(manifests, "MachineDeployment")} == {"demo"}

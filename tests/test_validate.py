@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.errors import ManifestInvalid
+from pipeline.model import Manifest, Manifests
+from pipeline.render import render
+from pipeline.schemas import Schemas
+from pipeline.validate import validate
+from tests.fixtures_render import sample_outputs, sample_spec, schemas_from
+
+TEMPLATES = PROJECT_ROOT / "templates"
+Doc = dict[str, Any]
+
+
+@pytest.fixture
+def schemas() -> Schemas:
+    return schemas_from(os.environ["PIPELINE_CRDS_DIR"])
+
+
+def cluster(name: str = "demo", cidr: str = "10.20.0.0/16") -> Manifests:
+    return render(sample_spec(name=name, cidr=cidr), sample_outputs(cidr=cidr), TEMPLATES)
+
+
+def edit(manifests: Manifests, path: str, change: Callable[[list[Doc]], None]) -> Manifests:
+    files = []
+    for manifest in manifests.files:
+        if manifest.path != path:
+            files.append(manifest)
+            continue
+        docs = list(yaml.safe_load_all(manifest.content))
+        change(docs)
+        files.append(Manifest(path, yaml.safe_dump_all(docs, sort_keys=True)))
+    return dataclasses.replace(manifests, files=tuple(files))
+
+
+def findings(manifests: Manifests, schemas: Schemas, fleet: list[Manifests] | None = None) -> list[str]:
+    with pytest.raises(ManifestInvalid) as raised:
+        validate(manifests, schemas, fleet or [])
+    return list(raised.value.findings)
+
+
+def test_rendered_cluster_passes_schemas_kustomize_and_fleet_rules(schemas):
+    fleet = [cluster("alpha", "10.30.0.0/16"), cluster("beta", "10.40.0.0/16")]
+
+    validate(cluster(), schemas, fleet)
+
+
+def test_unknown_field_is_named_with_file_object_and_path(schemas):
+    def add_field(docs: list[Doc]) -> None:
+        docs[0]["spec"]["network"]["vpc"]["cidr"] = "10.20.0.0/16"
+
+    bad = edit(cluster(), "clusters/demo/awscluster.yaml", add_field)
+
+    assert findings(bad, schemas) == [
+        "clusters/demo/awscluster.yaml: AWSCluster/demo .spec.network.vpc.cidr: unknown field"
+    ]
+
+
+def test_unknown_metadata_field_is_rejected(schemas):
+    def add_field(docs: list[Doc]) -> None:
+        docs[0]["metadata"]["labelz"] = {"a": "b"}
+
+    bad = edit(cluster(), "clusters/demo/cluster.yaml", add_field)
+
+    assert findings(bad, schemas) == ["clusters/demo/cluster.yaml: Cluster/demo .metadata.labelz: unknown field"]
+
+
+def test_wrong_type_is_reported(schemas):
+    def stringly_replicas(docs: list[Doc]) -> None:
+        docs[0]["spec"]["replicas"] = "3"
+
+    bad = edit(cluster(), "clusters/demo/controlplane.yaml", stringly_replicas)
+
+    assert findings(bad, schemas) == [
+        "clusters/demo/controlplane.yaml: KubeadmControlPlane/demo-control-plane .spec.replicas: "
+        "'3' is not of type 'integer'"
+    ]
+
+
+def test_v1beta1_shaped_reference_is_reported(schemas):
+    def v1beta1_ref(docs: list[Doc]) -> None:
+        docs[0]["spec"]["infrastructureRef"] = {
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
+            "kind": "AWSCluster",
+            "name": "demo",
+            "namespace": "demo",
+        }
+
+    bad = edit(cluster(), "clusters/demo/cluster.yaml", v1beta1_ref)
+
+    found = findings(bad, schemas)
+    prefix = "clusters/demo/cluster.yaml: Cluster/demo .spec.infrastructureRef"
+    assert f"{prefix}: 'apiGroup' is a required property" in found
+    assert f"{prefix}.apiVersion: unknown field" in found
+    assert f"{prefix}.namespace: unknown field" in found
+
+
+def test_v1beta1_map_extra_args_are_reported(schemas):
+    def map_args(docs: list[Doc]) -> None:
+        docs[0]["spec"]["kubeadmConfigSpec"]["clusterConfiguration"]["controllerManager"]["extraArgs"] = {
+            "cloud-provider": "external"
+        }
+
+    bad = edit(cluster(), "clusters/demo/controlplane.yaml", map_args)
+
+    [finding] = findings(bad, schemas)
+    assert ".spec.kubeadmConfigSpec.clusterConfiguration.controllerManager.extraArgs: " in finding
+    assert "is not of type 'array'" in finding
+
+
+def test_a_version_that_is_not_served_is_reported(schemas):
+    def old_version(docs: list[Doc]) -> None:
+        docs[0]["apiVersion"] = "infrastructure.cluster.x-k8s.io/v1beta1"
+
+    bad = edit(cluster(), "clusters/demo/awscluster.yaml", old_version)
+
+    [finding] = findings(bad, schemas)
+    assert finding.startswith("clusters/demo/awscluster.yaml: AWSCluster/demo .apiVersion: ")
+    assert "not served" in finding
+
+
+def test_a_kind_without_crd_in_a_known_group_is_reported(schemas):
+    def unknown_kind(docs: list[Doc]) -> None:
+        docs[0]["kind"] = "AWSMachine"
+
+    bad = edit(cluster(), "clusters/demo/machinetemplates.yaml", unknown_kind)
+
+    [finding] = findings(bad, schemas)
+    assert "no CRD" in finding
+    assert "AWSMachine" in finding
+
+
+def test_built_in_and_flux_kinds_need_a_name(schemas):
+    def drop_name(docs: list[Doc]) -> None:
+        del docs[0]["metadata"]["name"]
+
+    bad = edit(cluster(), "clusters/demo/namespace.yaml", drop_name)
+    bad = edit(bad, "flux/clusters/demo.yaml", drop_name)
+
+    found = findings(bad, schemas)
+    assert "clusters/demo/namespace.yaml: Namespace/? .metadata.name: missing" in found
+    assert "flux/clusters/demo.yaml: Kustomization/? .metadata.name: missing" in found
+
+
+def test_a_kustomization_that_does_not_build_is_reported(schemas):
+    def list_missing_file(docs: list[Doc]) -> None:
+        docs[0]["resources"].append("missing.yaml")
+
+    bad = edit(cluster(), "clusters/demo/kustomization.yaml", list_missing_file)
+
+    [finding] = findings(bad, schemas)
+    assert finding.startswith("clusters/demo: kubectl kustomize fails: ")
+    assert "missing.yaml" in finding
+
+
+def test_a_cluster_name_already_in_the_fleet_is_reported(schemas):
+    found = findings(cluster(), schemas, [cluster(cidr="10.30.0.0/16")])
+
+    assert found == ["clusters/demo: a cluster named 'demo' is already in the fleet"]
+
+
+def test_an_object_another_cluster_already_has_is_reported(schemas):
+    ours = cluster()
+    workers = {m.path: m.content for m in ours.files}["clusters/demo/workers.yaml"]
+    stolen = next(d for d in yaml.safe_load_all(workers) if d["kind"] == "KubeadmConfigTemplate")
+
+    def add_ours(docs: list[Doc]) -> None:
+        docs.append(stolen)
+
+    other = edit(cluster("other", "10.30.0.0/16"), "clusters/other/workers.yaml", add_ours)
+
+    assert findings(ours, schemas, [other]) == [
+        "clusters/demo/workers.yaml: KubeadmConfigTemplate/demo-default .metadata.name: "
+        "cluster 'other' has the same object"
+    ]
+
+
+def test_an_overlapping_vpc_cidr_is_reported(schemas):
+    found = findings(cluster(), schemas, [cluster("other", "10.20.128.0/17")])
+
+    assert found == [
+        "clusters/demo: VPC CIDR 10.20.0.0/16 overlaps cluster 'other' (10.20.128.0/17); choose a free range"
+    ]
+
+
+def test_a_cluster_without_its_vpc_cidr_annotation_is_reported(schemas):
+    def drop_annotations(docs: list[Doc]) -> None:
+        del docs[0]["metadata"]["annotations"]
+
+    bad = edit(cluster(), "clusters/demo/cluster.yaml", drop_annotations)
+
+    assert findings(bad, schemas) == ["clusters/demo: the Cluster lacks a valid 'fleet.pipeline/vpc-cidr' annotation"]
+
+
+def test_the_error_message_is_one_line_with_a_count(schemas):
+    def two_problems(docs: list[Doc]) -> None:
+        docs[0]["spec"]["replicas"] = "3"
+        docs[0]["spec"]["bogus"] = True
+
+    with pytest.raises(ManifestInvalid) as raised:
+        validate(edit(cluster(), "clusters/demo/controlplane.yaml", two_problems), schemas, [])
+
+    assert "\n" not in str(raised.value)
+    assert str(raised.value).endswith("(and 1 more)")
+
+
+def test_a_path_outside_the_fleet_repo_is_reported(schemas):
+    ours = cluster()
+    escaping = dataclasses.replace(ours, files=(*ours.files, Manifest("../outside.yaml", "a: 1\n")))
+
+    assert "../outside.yaml: not a path inside the fleet repo" in findings(escaping, schemas)
