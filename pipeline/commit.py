@@ -1,0 +1,80 @@
+"""The commit stage: one cluster's manifests as a signed commit on its review branch."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from pipeline import fleet, git
+from pipeline.config import Settings
+from pipeline.errors import BadInput
+from pipeline.model import CommitResult, Manifests
+from pipeline.signing import Signer, verify_commit
+
+_TRAILER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+
+
+def review_branch(name: str) -> str:
+    return f"cluster/{name}"
+
+
+def commit(
+    manifests: Manifests,
+    settings: Settings,
+    signer: Signer,
+    trailers: Mapping[str, str],
+    summary: str,
+) -> CommitResult:
+    """Put exactly `manifests` on `cluster/<name>`, signed and verified, and push it.
+
+    The branch starts from its remote head, or from main when it does not exist yet.
+    Unchanged content commits and pushes nothing. The commit is made in a throwaway
+    clone and its signature checked against main's trusted keys before the push, which
+    is the only write to the fleet.
+    """
+    name = manifests.cluster
+    branch = review_branch(name)
+    files = _owned_files(manifests)
+    message = _message(name, summary, trailers)
+    with git.clone(settings.fleet) as checkout:
+        main_head = git.head_of(checkout, fleet.MAIN)
+        if main_head is None:
+            raise BadInput(f"the fleet {settings.fleet} has no main branch; create it with its Flux layout first")
+        start = git.head_of(checkout, branch) or main_head
+        git.switch(checkout, branch, start)
+        folder, _ = fleet.owned_paths(name)
+        stale = set(git.read_tree(checkout, start, folder)) - set(files)
+        git.delete_files(checkout, sorted(stale))
+        git.write_files(checkout, files)
+        if git.stage_all(checkout) == git.tree_of(checkout, start):
+            return CommitResult(branch, start, changed=False, signer=signer.fingerprint)
+        new_head = git.commit(checkout, message, signer)
+        verify_commit(checkout.path, new_head, fleet.keys_at(checkout, main_head))
+        git.push(checkout, branch)
+    return CommitResult(branch, new_head, changed=True, signer=signer.fingerprint)
+
+
+def _owned_files(manifests: Manifests) -> dict[str, str]:
+    """The manifests by path, refusing any path outside what the cluster owns."""
+    folder, kustomization = fleet.owned_paths(manifests.cluster)
+    for manifest in manifests.files:
+        inside = manifest.path.startswith(folder) and ".." not in manifest.path.split("/")
+        if not (inside or manifest.path == kustomization):
+            raise BadInput(
+                f"manifest path '{manifest.path}' is outside cluster {manifests.cluster}'s "
+                f"files ({folder}, {kustomization}); fix the templates"
+            )
+    return {manifest.path: manifest.content for manifest in manifests.files}
+
+
+def _message(name: str, summary: str, trailers: Mapping[str, str]) -> str:
+    for key, value in trailers.items():
+        if not _TRAILER_KEY.match(key) or "\n" in value:
+            raise BadInput(f"commit trailer '{key}' must be a word and its value one line")
+    body = (
+        f"The manifests of workload cluster {name}, for review on {review_branch(name)}.\n"
+        "Flux applies them once main points at a commit signed by a trusted key."
+    )
+    lines = "".join(f"{key}: {value}\n" for key, value in sorted(trailers.items()))
+    subject = " ".join(f"cluster {name}: {summary}".split())
+    return f"{subject}\n\n{body}\n\n{lines}"

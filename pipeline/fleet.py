@@ -1,0 +1,162 @@
+"""The fleet repository's layout: created on first use, read back as trusted keys and clusters."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from pipeline import git
+from pipeline.config import Settings, is_git_url
+from pipeline.model import Manifest, Manifests
+from pipeline.signing import Signer, export_public
+
+MAIN = "main"
+KEYS_DIR = "flux/system/keys/"
+CLUSTERS_DIR = "clusters/"
+FLUX_CLUSTERS_DIR = "flux/clusters/"
+TRUSTED_KEYS_REF = "fleet-signing-keys"  # the Secret that spec.verify names
+# Flux needs a URL it can reach; a fleet created here has none until it is pushed somewhere.
+PLACEHOLDER_URL = "ssh://git@git.example.invalid/fleet.git"
+
+_README = """\
+# Fleet
+
+This repository is the desired state of the fleet's workload clusters. Nobody applies it
+by hand: the management cluster's Flux pulls it and applies what it finds on `main`.
+
+- `clusters/<name>/`: one workload cluster's Cluster API objects and its `kustomization.yaml`.
+- `flux/clusters/<name>.yaml`: the Flux `Kustomization` that applies `./clusters/<name>`.
+- `flux/system/`: the `GitRepository` "fleet" (namespace flux-system, branch `main`) and the
+  Secret `{secret}` built from `flux/system/keys/*.asc`. Point the management cluster's root
+  Flux Kustomization at `./flux`, and set the GitRepository's `spec.url` to this repository's
+  address (it starts as a placeholder).
+
+## Signed commits only
+
+The GitRepository sets `spec.verify` (mode HEAD): Flux applies `main` only when its head
+commit is signed by one of the OpenPGP public keys in `flux/system/keys/`, each named by its
+fingerprint. Those files are the fleet's trusted keys; adding one is a reviewed change.
+
+The pipeline commits each cluster on a review branch `cluster/<name>`, signed, and checks
+the signature against these keys before pushing. Approving a cluster fast-forwards `main`
+to that signed commit (or signs a merge when `main` has moved). Merges made in a forge's web
+UI are signed by the forge's own key, which is not trusted here, so Flux would not apply them.
+
+A key whose user id says LOCAL ONLY was generated on a workstation for trying the pipeline
+out; it must never be trusted by a production fleet.
+"""
+
+
+def ensure_fleet(settings: Settings, signer: Signer) -> None:
+    """Create the fleet as a local bare repository with its Flux layout, unless it exists.
+
+    The repository is built beside its final path and renamed into place once its signed
+    first commit is pushed, so a failure never leaves a half-made fleet behind.
+    """
+    if is_git_url(settings.fleet):
+        return
+    final = Path(settings.fleet)
+    if final.exists():
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        git.init_bare(building)
+        with git.clone(str(building)) as checkout:
+            git.switch(checkout, MAIN, None)
+            git.write_files(checkout, initial_files(export_public(signer), signer.fingerprint))
+            git.stage_all(checkout)
+            git.commit(checkout, _initial_message(signer), signer)
+            git.push(checkout, MAIN)
+        os.rename(building, final)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
+def initial_files(public_key: str, fingerprint: str) -> dict[str, str]:
+    """The fleet's first commit: README, the Flux source with signature verification, one trusted key."""
+    key_file = f"keys/{fingerprint}.asc"
+    return {
+        "README.md": _README.format(secret=TRUSTED_KEYS_REF),
+        "flux/system/gitrepository.yaml": _GITREPOSITORY.format(url=PLACEHOLDER_URL, secret=TRUSTED_KEYS_REF),
+        "flux/system/kustomization.yaml": _KUSTOMIZATION.format(secret=TRUSTED_KEYS_REF, key_file=key_file),
+        f"flux/system/{key_file}": public_key,
+    }
+
+
+def trusted_keys(settings: Settings, ref: str = MAIN) -> tuple[str, ...]:
+    """The ASCII-armored public keys the fleet trusts on branch `ref`, by file name."""
+    with git.clone(settings.fleet) as checkout:
+        return keys_at(checkout, git.upstream(ref))
+
+
+def keys_at(checkout: git.Checkout, rev: str) -> tuple[str, ...]:
+    files = git.read_tree(checkout, rev, KEYS_DIR)
+    return tuple(files[path] for path in sorted(files) if path.endswith(".asc"))
+
+
+def cluster_manifests(settings: Settings, ref: str = MAIN) -> tuple[Manifests, ...]:
+    """Every cluster on branch `ref` (none when the branch does not exist), by name."""
+    with git.clone(settings.fleet) as checkout:
+        rev = git.head_of(checkout, ref)
+        if rev is None:
+            return ()
+        files = git.read_tree(checkout, rev, CLUSTERS_DIR)
+        flux = git.read_tree(checkout, rev, FLUX_CLUSTERS_DIR)
+    names = sorted({path.split("/")[1] for path in files if path.count("/") >= 2})
+    return tuple(_cluster(name, files, flux) for name in names)
+
+
+def owned_paths(name: str) -> tuple[str, str]:
+    """What one cluster owns in the fleet: its folder (a prefix) and its Flux Kustomization."""
+    return f"{CLUSTERS_DIR}{name}/", f"{FLUX_CLUSTERS_DIR}{name}.yaml"
+
+
+def _cluster(name: str, files: dict[str, str], flux: dict[str, str]) -> Manifests:
+    folder, kustomization = owned_paths(name)
+    mine = {path: content for path, content in files.items() if path.startswith(folder)}
+    if kustomization in flux:
+        mine[kustomization] = flux[kustomization]
+    return Manifests(name, tuple(Manifest(path, mine[path]) for path in sorted(mine)))
+
+
+def _initial_message(signer: Signer) -> str:
+    return (
+        "fleet: create the repository and its Flux layout\n\n"
+        "Flux applies only commits signed by a key in flux/system/keys/.\n\n"
+        f"Signing-Key: {signer.fingerprint}\n"
+    )
+
+
+_GITREPOSITORY = """\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: fleet
+  namespace: flux-system
+spec:
+  interval: 1m
+  ref:
+    branch: main
+  url: {url}
+  verify:
+    mode: HEAD
+    secretRef:
+      name: {secret}
+"""
+
+_KUSTOMIZATION = """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - gitrepository.yaml
+secretGenerator:
+  - name: {secret}
+    namespace: flux-system
+    files:
+      - {key_file}
+    options:
+      disableNameSuffixHash: true
+"""

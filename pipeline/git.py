@@ -1,0 +1,225 @@
+"""The fleet repository through GitPython: throwaway clones, trees, signed commits, pushes."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import git as gitpython
+
+from pipeline import signing
+from pipeline.errors import GitConflict, GitError, SigningError
+
+IDENTITY = ("Fleet Pipeline", "pipeline@local.invalid")
+
+# Written into every clone's own config, which outranks the user's: their settings must
+# not change what is written or run (no hooks, no line-ending rewrites, OpenPGP through gpg).
+_PINNED_CONFIG = (
+    ("core", "hooksPath", "/dev/null"),
+    ("core", "autocrlf", "false"),
+    ("commit", "gpgSign", "false"),
+    ("gpg", "format", "openpgp"),
+    ("gpg", "program", "gpg"),
+)
+_ENV = {"GIT_TERMINAL_PROMPT": "0"}
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A throwaway clone of the fleet remote; its remote's branches are `origin/<branch>`."""
+
+    remote: str
+    path: Path
+    repo: gitpython.Repo
+
+
+def init_bare(path: Path) -> None:
+    """A new bare repository at `path` whose default branch is main."""
+    try:
+        gitpython.Repo.init(path, bare=True, mkdir=True, initial_branch="main")
+    except gitpython.GitCommandError as failed:
+        raise GitError(f"cannot create the fleet repository {path}: {_reason(failed)}") from failed
+
+
+@contextmanager
+def clone(remote: str) -> Iterator[Checkout]:
+    """Clone `remote` into a temporary work tree, removed on exit whatever happens."""
+    parent = Path(tempfile.mkdtemp(prefix="fleet-"))
+    try:
+        try:
+            repo = gitpython.Repo.clone_from(remote, parent / "fleet", env=_ENV, no_checkout=True)
+            repo.git.update_environment(**_ENV)
+            with repo.config_writer() as config:
+                for section, option, value in _PINNED_CONFIG:
+                    config.set_value(section, option, value)
+        except gitpython.GitCommandError as failed:
+            raise GitError(
+                f"cannot clone the fleet repository {remote}: {_reason(failed)}; "
+                "check the --fleet location and your access to it"
+            ) from failed
+        try:
+            yield Checkout(remote, parent / "fleet", repo)
+        finally:
+            repo.close()
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def upstream(branch: str) -> str:
+    return f"refs/remotes/origin/{branch}"
+
+
+def head_of(checkout: Checkout, branch: str) -> str | None:
+    """The remote branch's head commit, None when the remote has no such branch."""
+    try:
+        return checkout.repo.commit(upstream(branch)).hexsha
+    except (gitpython.BadName, ValueError):
+        return None
+
+
+def switch(checkout: Checkout, branch: str, start: str | None) -> None:
+    """Make `branch` the work tree's branch, starting at `start` (None: a branch with no history)."""
+    args = ["checkout", "--quiet", "--force"]
+    args += ["--orphan", branch] if start is None else ["-B", branch, start]
+    _git(checkout, args, f"cannot check out {branch}", "check that the fleet repository is intact")
+
+
+def read_tree(checkout: Checkout, rev: str, prefix: str) -> dict[str, str]:
+    """Every file under `prefix` (a folder, '/'-terminated; '' for all) at `rev`, by path."""
+    tree = checkout.repo.commit(rev).tree
+    try:
+        folder = tree / prefix.rstrip("/") if prefix else tree
+    except KeyError:
+        return {}
+    if not isinstance(folder, gitpython.Tree):
+        return {}
+    return {
+        str(item.path): item.data_stream.read().decode("utf-8")
+        for item in folder.traverse()
+        if isinstance(item, gitpython.Blob)
+    }
+
+
+def write_files(checkout: Checkout, files: Mapping[str, str]) -> None:
+    for path, content in files.items():
+        target = checkout.path / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+
+
+def delete_files(checkout: Checkout, paths: Iterable[str]) -> None:
+    for path in paths:
+        (checkout.path / path).unlink(missing_ok=True)
+
+
+def stage_all(checkout: Checkout) -> str:
+    """Stage the whole work tree; the id of the tree a commit would now record."""
+    _git(checkout, ["add", "--all"], "cannot stage the fleet files", "check the temporary work tree's disk")
+    return _git(checkout, ["write-tree"], "cannot stage the fleet files", "check the temporary work tree")
+
+
+def tree_of(checkout: Checkout, rev: str) -> str:
+    return checkout.repo.commit(rev).tree.hexsha
+
+
+def commit(checkout: Checkout, message: str, signer: signing.Signer) -> str:
+    """Commit what is staged, signed by `signer`; the new commit's id."""
+    _signed(checkout, ["commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", message], signer)
+    return checkout.repo.head.commit.hexsha
+
+
+def merge(checkout: Checkout, rev: str, message: str, signer: signing.Signer) -> str:
+    """Merge `rev` into the current branch with a signed merge commit; its id."""
+    _signed(checkout, ["merge", "--quiet", "--no-ff", "--no-verify", "-m", message, rev], signer)
+    return checkout.repo.head.commit.hexsha
+
+
+def fast_forward(checkout: Checkout, rev: str) -> None:
+    branch = checkout.repo.active_branch.name
+    _git(
+        checkout,
+        ["merge", "--quiet", "--ff-only", rev],
+        f"cannot fast-forward {branch} in {checkout.remote}",
+        "its history diverged; approve again to merge instead",
+    )
+
+
+def is_ancestor(checkout: Checkout, ancestor: str, descendant: str) -> bool:
+    repo = checkout.repo
+    return repo.is_ancestor(repo.commit(ancestor), repo.commit(descendant))
+
+
+def changed_paths(checkout: Checkout, base: str, head: str) -> tuple[str, ...]:
+    """Paths `head` changes since it forked from `base`."""
+    out = _git(
+        checkout,
+        ["diff", "--name-only", "--no-renames", f"{base}...{head}"],
+        f"cannot compare {head[:12]} with {base[:12]}",
+        "check that the fleet repository is intact",
+    )
+    return tuple(sorted(line for line in out.splitlines() if line))
+
+
+def push(checkout: Checkout, branch: str) -> None:
+    """Push the local `branch` to the remote; a non-fast-forward update is refused, never forced."""
+    try:
+        checkout.repo.git.execute(
+            ["git", "push", "--quiet", "--no-verify", "origin", f"refs/heads/{branch}:refs/heads/{branch}"]
+        )
+    except gitpython.GitCommandError as failed:
+        if "non-fast-forward" in str(failed.stderr) or "rejected" in str(failed.stderr):
+            raise GitConflict(
+                f"{checkout.remote} refused the push of {branch}: it moved while this run worked; run again"
+            ) from failed
+        raise GitError(
+            f"cannot push {branch} to {checkout.remote}: {_reason(failed)}; check your write access"
+        ) from failed
+
+
+def _signed(checkout: Checkout, args: Sequence[str], signer: signing.Signer) -> None:
+    name, email = IDENTITY
+    identity = {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+    branch = checkout.repo.head.reference.name
+    with signing.gpg_env(signer.gnupg_home) as env:
+        try:
+            checkout.repo.git.execute(
+                ["git", args[0], f"-S{signer.fingerprint}", *args[1:]],
+                env={**identity, **env},
+            )
+        except gitpython.GitCommandError as failed:
+            output = f"{failed.stdout}\n{failed.stderr}"
+            if "gpg failed to sign" in output or "gpg:" in output:
+                raise SigningError(
+                    f"cannot sign a commit on {branch} with key {signer.fingerprint}: {_reason(failed, 'error: ')}; "
+                    "check that the key's secret part is available ('gpg --list-secret-keys')"
+                ) from failed
+            if "CONFLICT" in output:
+                raise GitConflict(
+                    f"{branch} conflicts with {args[-1]} in {checkout.remote}; "
+                    "re-run new-cluster to rebuild the review branch from main"
+                ) from failed
+            raise GitError(f"git {args[0]} on {branch} failed in {checkout.remote}: {_reason(failed)}") from failed
+
+
+def _git(checkout: Checkout, args: Sequence[str], what: str, fix: str) -> str:
+    try:
+        return str(checkout.repo.git.execute(["git", *args]))
+    except gitpython.GitCommandError as failed:
+        raise GitError(f"{what}: {_reason(failed)}; {fix}") from failed
+
+
+def _reason(failed: gitpython.GitCommandError, prefer: str = "") -> str:
+    """The line of git's output that says why: the last one, or the last starting with `prefer`."""
+    lines = [line.strip().removeprefix("stderr: ").strip("'") for line in str(failed.stderr).splitlines()]
+    lines = [line for line in lines if line]
+    preferred = [line for line in lines if prefer and line.startswith(prefer)]
+    return (preferred or lines or [f"exit {failed.status}"])[-1]

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import config, fleet, signing
+from pipeline.errors import SigningError
+from pipeline.model import Manifest, Manifests
+
+
+def _git(remote: Path, *args: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(remote), *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> config.Settings:
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("PIPELINE_FLEET", str(tmp_path / "fleet.git"))
+    return config.load_settings(os.environ, tmp_path)
+
+
+@pytest.fixture
+def signer(settings: config.Settings) -> signing.Signer:
+    return signing.signer_for(settings)
+
+
+def test_creates_the_layout_with_a_signed_main(settings: config.Settings, signer: signing.Signer) -> None:
+    fleet.ensure_fleet(settings, signer)
+    remote = Path(settings.fleet)
+    assert _git(remote, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert _git(remote, "ls-tree", "-r", "--name-only", "main").split() == [
+        "README.md",
+        "flux/system/gitrepository.yaml",
+        f"flux/system/keys/{signer.fingerprint}.asc",
+        "flux/system/kustomization.yaml",
+    ]
+    source = yaml.safe_load(_git(remote, "show", "main:flux/system/gitrepository.yaml"))
+    assert source["apiVersion"] == "source.toolkit.fluxcd.io/v1"
+    assert source["metadata"] == {"name": "fleet", "namespace": "flux-system"}
+    assert source["spec"]["ref"] == {"branch": "main"}
+    assert source["spec"]["verify"] == {"mode": "HEAD", "secretRef": {"name": "fleet-signing-keys"}}
+    keys = fleet.trusted_keys(settings)
+    assert keys == (signing.export_public(signer),)
+    assert signing.verify_commit(remote, "main", keys) == signer.fingerprint
+    assert [p.name for p in remote.parent.iterdir() if p.name.startswith(".fleet.git")] == []
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_flux_system_builds_with_kustomize(settings: config.Settings, signer: signing.Signer, tmp_path: Path) -> None:
+    fleet.ensure_fleet(settings, signer)
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", settings.fleet, str(work)], check=True)
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(work / "flux" / "system")], capture_output=True, text=True, check=True
+    ).stdout
+    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(built)}
+    secret = objects["Secret"]
+    assert secret["metadata"] == {"name": "fleet-signing-keys", "namespace": "flux-system"}
+    assert list(secret["data"]) == [f"{signer.fingerprint}.asc"]
+    assert objects["GitRepository"]["spec"]["verify"]["secretRef"]["name"] == "fleet-signing-keys"
+
+
+def test_an_existing_fleet_is_left_alone(settings: config.Settings, signer: signing.Signer) -> None:
+    fleet.ensure_fleet(settings, signer)
+    before = _git(Path(settings.fleet), "rev-parse", "main")
+    fleet.ensure_fleet(settings, signing.ensure_local_key(Path(settings.state_dir) / "other"))
+    assert _git(Path(settings.fleet), "rev-parse", "main") == before
+
+
+def test_a_url_fleet_is_assumed_to_exist(settings: config.Settings, signer: signing.Signer) -> None:
+    remote = config.load_settings({**os.environ, "PIPELINE_FLEET": "https://git.example.invalid/fleet.git"}, Path.cwd())
+    fleet.ensure_fleet(remote, signer)
+
+
+def test_a_failed_creation_leaves_nothing(
+    settings: config.Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "empty").mkdir(mode=0o700)
+    ghost = signing.Signer("0" * 40, tmp_path / "empty", local_only=True)
+    monkeypatch.setattr(fleet, "export_public", lambda signer: "no key")
+    with pytest.raises(SigningError):
+        fleet.ensure_fleet(settings, ghost)
+    assert not Path(settings.fleet).exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fleet.git")] == []
+
+
+def test_cluster_manifests_reads_each_cluster(
+    settings: config.Settings, signer: signing.Signer, tmp_path: Path
+) -> None:
+    fleet.ensure_fleet(settings, signer)
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", settings.fleet, str(work)], check=True)
+    files = {
+        "clusters/demo/cluster.yaml": "kind: Cluster\n",
+        "clusters/demo/kustomization.yaml": "resources: [cluster.yaml]\n",
+        "flux/clusters/demo.yaml": "kind: Kustomization\n",
+        "clusters/bare/cluster.yaml": "kind: Cluster\n",
+    }
+    for path, content in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(content)
+    subprocess.run(["git", "add", "-A"], cwd=work, check=True)
+    subprocess.run(["git", "commit", "-qm", "clusters"], cwd=work, check=True)
+    subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, check=True)
+    assert fleet.cluster_manifests(settings) == (
+        Manifests("bare", (Manifest("clusters/bare/cluster.yaml", "kind: Cluster\n"),)),
+        Manifests(
+            "demo",
+            (
+                Manifest("clusters/demo/cluster.yaml", "kind: Cluster\n"),
+                Manifest("clusters/demo/kustomization.yaml", "resources: [cluster.yaml]\n"),
+                Manifest("flux/clusters/demo.yaml", "kind: Kustomization\n"),
+            ),
+        ),
+    )
