@@ -1,0 +1,22 @@
+Feature: A new cluster on the local target
+  A platform engineer with no AWS account creates a cluster on the embedded
+  AWS endpoint; reviewers approve it; Flux would apply only signed commits.
+
+  Scenario: An empty fleet gets a signed cluster that matches the network
+    Given an empty fleet
+    When I run new-cluster "demo"
+    Then the run succeeds
+    And branch "cluster/demo" holds a commit signed by a trusted key
+    And the AWSCluster on "cluster/demo" names the VPC and subnets that exist in the AWS endpoint
+    When I approve "demo"
+    Then the run succeeds
+    And main holds a commit signed by a trusted key
+    And the AWSCluster on "main" names the VPC and subnets that exist in the AWS endpoint
+
+  Scenario: Re-running with the same inputs changes nothing
+    Given an empty fleet
+    And I ran new-cluster "again"
+    When I run new-cluster "again"
+    Then the run succeeds
+    And it reports that the network and the fleet are unchanged
+    And the fleet's branches are as they were

@@ -1,0 +1,103 @@
+"""The command line: parse, run one command, turn failures into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.commands import approve, keys, local, new_cluster
+from pipeline.config import Settings, load_settings
+from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, PipelineError, SpecError
+from pipeline.redact import redact, register_env
+from pipeline.report import Reporter
+
+_EXAMPLES = {
+    "new-cluster": "example: python -m pipeline new-cluster demo --spec clusters/demo.yaml",
+    "approve": "example: python -m pipeline approve demo --fleet ./fleet.git",
+    "keys": "example: python -m pipeline keys export > fleet-keys.asc",
+    "local": "example: python -m pipeline local up",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Bootstrap Cluster API clusters: AWS network by Terraform, manifests by signed commit.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help_text, description=help_text, epilog=_EXAMPLES[name])
+        cmd.add_argument("--target", choices=("local", "aws"), help="where the network lives (default: local)")
+        cmd.add_argument("--fleet", help="fleet repo path or git URL (default: ./fleet.git)")
+        cmd.add_argument("--verbose", action="store_true", help="show Terraform's full output")
+        return cmd
+
+    new = command("new-cluster", "Create (or converge) a cluster: network, manifests, signed commit for review.")
+    new.add_argument("name", metavar="NAME")
+    new.add_argument("--spec", type=Path, help="cluster spec YAML (default: a small dev cluster)")
+    new.add_argument(
+        "--review",
+        choices=("local",),
+        default="local",
+        help="how the change is reviewed: 'local' leaves branch cluster/NAME for `approve`",
+    )
+
+    approve = command("approve", "Verify the signed review branch cluster/NAME and merge it into main.")
+    approve.add_argument("name", metavar="NAME")
+
+    keys = command("keys", "The signing keys the fleet trusts.")
+    keys.add_argument("action", choices=("export",), help="export: print the trusted public keys")
+
+    local = command("local", "The embedded AWS endpoint (a moto server on loopback) for the local target.")
+    local.add_argument("action", choices=("up", "down", "status"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = dict(os.environ)
+    register_env(env)
+    actions = env.get("GITHUB_ACTIONS") == "true"
+    color = sys.stderr.isatty() and "NO_COLOR" not in env and not actions
+    reporter = Reporter(actions=actions, verbose=args.verbose, color=color)
+    try:
+        settings = load_settings(env, Path.cwd(), target=args.target, fleet=args.fleet)
+        return _dispatch(args, settings, reporter)
+    except SpecError as exc:
+        if actions and exc.line is not None and args.command == "new-cluster" and args.spec:
+            print(f"::error file={args.spec},line={exc.line}::{redact(str(exc))}", file=sys.stderr)
+        else:
+            reporter.error(str(exc))
+        return exc.exit_code
+    except PipelineError as exc:
+        reporter.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        reporter.error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # an unexpected failure is ours, not the user's: keep the traceback
+        log = _write_crash_log(traceback.format_exc())
+        reporter.error(f"unexpected {type(exc).__name__}: {exc} (traceback in {log})")
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    if args.command == "new-cluster":
+        return new_cluster.run(args.name, args.spec, settings, reporter)
+    if args.command == "approve":
+        return approve.run(args.name, settings, reporter)
+    if args.command == "keys":
+        return keys.run(args.action, settings)
+    return local.run(args.action, settings, reporter)
+
+
+def _write_crash_log(text: str) -> Path:
+    path = Path(os.environ.get("PIPELINE_STATE_DIR") or ".pipeline") / "crash.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(redact(text))
+    return path

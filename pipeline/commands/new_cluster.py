@@ -1,0 +1,127 @@
+"""`new-cluster NAME`: the pipeline itself, stage after stage.
+
+spec → network (Terraform) → render → validate → commit (signed, on cluster/NAME) → review.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import commit, fleet, journal, local_endpoint, network, render, schemas, signing, spec, validate
+from pipeline.config import Settings
+from pipeline.errors import EXIT_OK, BadInput
+from pipeline.model import AwsAccess, ClusterSpec, CommitResult, Manifests, NetworkResult
+from pipeline.report import Reporter
+
+
+def run(name: str, spec_path: Path | None, settings: Settings, reporter: Reporter) -> int:
+    source = _read_spec(name, spec_path)
+    # Everything the spec alone can tell is checked before anything is written anywhere.
+    spec.parse(source, name)
+    with journal.run(settings.journal_dir, name, "new-cluster") as record:
+        signer = signing.signer_for(settings)
+        fleet.ensure_fleet(settings, signer)
+        others = tuple(m for m in fleet.cluster_manifests(settings) if m.cluster != name)
+        taken = [cidr for cidr in map(validate.vpc_cidr, others) if cidr is not None]
+        cluster = spec.parse(source, name, taken, _current_cidr(settings, name))
+        record.stage("spec", cluster.fingerprint(), {"cidr": cluster.network.cidr})
+
+        with reporter.stage("network"):
+            result = network.provision(cluster, _access(settings, cluster), settings, reporter.tool_line)
+            _report_network(reporter, result)
+        record.stage("network", cluster.fingerprint(), _network_outcome(result))
+
+        with reporter.stage("render"):
+            manifests = render.render(cluster, result.outputs, settings.templates_dir)
+            reporter.info(f"{len(manifests.files)} files for clusters/{name}/ and flux/clusters/{name}.yaml")
+        record.stage("render", result.outputs.fingerprint(), {"manifests": manifests.fingerprint()})
+
+        with reporter.stage("validate"):
+            validate.validate(manifests, schemas.load(settings), others)
+            reporter.info("CRD schemas, kubectl kustomize and fleet rules pass")
+        record.stage("validate", manifests.fingerprint(), {"valid": True})
+
+        with reporter.stage("commit"):
+            trailers = {
+                "Pipeline-Run": str(record.record["run"]),
+                "Spec-Fingerprint": cluster.fingerprint(),
+                "Network-Fingerprint": result.outputs.fingerprint(),
+                "State-Serial": str(result.state_serial),
+            }
+            outcome = commit.commit(manifests, settings, signer, trailers, _summary(cluster))
+            _report_commit(reporter, outcome)
+        record.stage("commit", manifests.fingerprint(), {"commit": outcome.commit, "changed": outcome.changed})
+        record.finish("succeeded", commit=outcome.commit)
+    _print_next_steps(name, cluster, result, manifests, outcome)
+    return EXIT_OK
+
+
+def _read_spec(name: str, spec_path: Path | None) -> spec.SpecSource:
+    if spec_path is None:
+        return spec.read(spec.default_spec_yaml(name), "(default spec)")
+    try:
+        text = spec_path.read_text()
+    except OSError as exc:
+        raise BadInput(f"--spec {spec_path}: {exc.strerror}; give the path of a cluster spec YAML") from None
+    return spec.read(text, str(spec_path))
+
+
+def _current_cidr(settings: Settings, name: str) -> str | None:
+    """The CIDR this cluster already has (under review or on main), so a re-run keeps it."""
+    for ref in (commit.review_branch(name), fleet.MAIN):
+        mine = [m for m in fleet.cluster_manifests(settings, ref) if m.cluster == name]
+        if mine:
+            return validate.vpc_cidr(mine[0])
+    return None
+
+
+def _access(settings: Settings, cluster: ClusterSpec) -> AwsAccess:
+    if settings.target == "local":
+        return local_endpoint.ensure(settings, cluster.region)
+    return AwsAccess(region=cluster.region, endpoint=None, env=())
+
+
+def _summary(cluster: ClusterSpec) -> str:
+    return f"{cluster.region}, Kubernetes {cluster.kubernetes_version}, VPC {cluster.network.cidr}"
+
+
+def _network_outcome(result: NetworkResult) -> dict[str, object]:
+    changes = result.changes
+    return {
+        "vpc": result.outputs.vpc_id,
+        "changes": {"add": changes.add, "change": changes.change, "destroy": changes.destroy},
+        "state_serial": result.state_serial,
+        "outputs": result.outputs.fingerprint(),
+    }
+
+
+def _report_network(reporter: Reporter, result: NetworkResult) -> None:
+    changes = result.changes
+    outputs = result.outputs
+    if changes.empty:
+        reporter.info(f"network unchanged: {outputs.vpc_id} (state serial {result.state_serial})")
+    else:
+        reporter.info(
+            f"{changes.add} added, {changes.change} changed, {changes.destroy} destroyed: "
+            f"{outputs.vpc_id} {outputs.vpc_cidr}, {len(outputs.subnets)} subnets"
+        )
+
+
+def _report_commit(reporter: Reporter, outcome: CommitResult) -> None:
+    if outcome.changed:
+        reporter.info(f"signed {outcome.commit} on {outcome.branch} with key {outcome.signer}; pushed")
+    else:
+        reporter.info(f"nothing to commit: {outcome.branch} already holds these manifests")
+
+
+def _print_next_steps(
+    name: str, cluster: ClusterSpec, result: NetworkResult, manifests: Manifests, outcome: CommitResult
+) -> None:
+    zones = sorted({s.zone for s in result.outputs.subnets})
+    print(
+        f"cluster {name}: {cluster.region}, VPC {result.outputs.vpc_id} ({result.outputs.vpc_cidr}), "
+        f"zones {', '.join(zones)}"
+    )
+    print(f"manifests: {len(manifests.files)} files on {outcome.branch} at {outcome.commit}")
+    if outcome.changed:
+        print(f"next: review and approve it: python -m pipeline approve {name}")

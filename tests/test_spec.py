@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline import spec
+from pipeline.errors import EXIT_BAD_INPUT, SpecError
+
+GOOD = """\
+name: demo
+region: us-east-1
+kubernetesVersion: v1.31.2
+network:
+  cidr: 10.20.0.0/16
+  zones: 3
+  natGateways: single
+  endpoints: [s3, sts, ecr.api, ecr.dkr]
+bastion:
+  enabled: true
+  allowedCIDRs: [203.0.113.0/24]
+  instanceType: t3.micro
+controlPlane:
+  replicas: 3
+  instanceType: m6i.large
+workers:
+  - name: default
+    replicas: 3
+    instanceType: m6i.large
+sshKeyName: ops
+tags: {team: platform}
+"""
+
+
+def parse(text: str, name: str = "demo", taken: tuple[str, ...] = (), current: str | None = None):
+    return spec.parse(spec.read(text, "spec.yaml"), name, taken, current)
+
+
+def with_change(path: str, value: Any) -> str:
+    data = yaml.safe_load(GOOD)
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    if value is DELETE:
+        del node[last]
+    elif last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+DELETE = object()
+
+
+def test_the_design_example_parses_to_typed_values():
+    cluster = parse(GOOD)
+    assert cluster.name == "demo"
+    assert cluster.network.cidr == "10.20.0.0/16"
+    assert cluster.network.endpoints == ("ecr.api", "ecr.dkr", "s3", "sts")
+    assert cluster.control_plane.replicas == 3
+    assert cluster.workers[0].name == "default"
+    assert cluster.tags == (("team", "platform"),)
+
+
+def test_the_default_spec_is_valid_and_gets_a_free_cidr():
+    cluster = parse(spec.default_spec_yaml("dev"), "dev", taken=("10.20.0.0/16", "10.21.0.0/16"))
+    assert cluster.network.cidr == "10.22.0.0/16"
+    assert cluster.bastion.allowed_cidrs == ()
+
+
+def test_a_cluster_keeps_its_cidr_on_a_rerun():
+    cluster = parse(spec.default_spec_yaml("dev"), "dev", taken=(), current="10.99.0.0/16")
+    assert cluster.network.cidr == "10.99.0.0/16"
+
+
+def test_same_spec_same_fingerprint_and_a_change_changes_it():
+    assert parse(GOOD).fingerprint() == parse(GOOD).fingerprint()
+    assert parse(GOOD).fingerprint() != parse(with_change("workers.0.replicas", 4)).fingerprint()
+
+
+BAD: list[tuple[str, str, Any, str]] = [
+    # (id, path, new value, field named in the error)
+    ("name-uppercase", "name", "Demo", "name"),
+    ("name-underscore", "name", "de_mo", "name"),
+    ("name-leading-dash", "name", "-demo", "name"),
+    ("name-too-long", "name", "a" * 23, "name"),
+    ("name-path-escape", "name", "../evil", "name"),
+    ("name-differs-from-cli", "name", "other", "name"),
+    ("name-not-string", "name", 12, "name"),
+    ("region-bad", "region", "mars-1", "region"),
+    ("version-no-v", "kubernetesVersion", "1.31.2", "kubernetesVersion"),
+    ("version-too-old", "kubernetesVersion", "v1.20.0", "kubernetesVersion"),
+    ("version-too-new", "kubernetesVersion", "v1.40.0", "kubernetesVersion"),
+    ("cidr-syntax", "network.cidr", "10.20.0.0/33", "network.cidr"),
+    ("cidr-not-cidr", "network.cidr", "banana", "network.cidr"),
+    ("cidr-too-big", "network.cidr", "10.0.0.0/8", "network.cidr"),
+    ("cidr-too-small", "network.cidr", "10.20.0.0/26", "network.cidr"),
+    ("cidr-ipv6", "network.cidr", "fd00::/48", "network.cidr"),
+    ("cidr-host-bits", "network.cidr", "10.20.0.1/16", "network.cidr"),
+    ("zones-zero", "network.zones", 0, "network.zones"),
+    ("zones-too-many", "network.zones", 9, "network.zones"),
+    ("zones-string", "network.zones", "three", "network.zones"),
+    ("zones-bool", "network.zones", True, "network.zones"),
+    ("nat-unknown", "network.natGateways", "double", "network.natGateways"),
+    ("endpoint-unknown", "network.endpoints", ["s3", "dynamo"], "network.endpoints[1]"),
+    ("endpoint-twice", "network.endpoints", ["s3", "s3"], "network.endpoints"),
+    ("endpoints-not-list", "network.endpoints", "s3", "network.endpoints"),
+    ("network-not-mapping", "network", [1, 2], "network"),
+    ("bastion-open-v4", "bastion.allowedCIDRs", ["0.0.0.0/0"], "bastion.allowedCIDRs[0]"),
+    ("bastion-open-v6", "bastion.allowedCIDRs", ["::/0"], "bastion.allowedCIDRs[0]"),
+    ("bastion-bad-cidr", "bastion.allowedCIDRs", ["203.0.113.0/99"], "bastion.allowedCIDRs[0]"),
+    ("bastion-enabled-string", "bastion.enabled", "yes please", "bastion.enabled"),
+    ("bastion-instance-type", "bastion.instanceType", "tiny", "bastion.instanceType"),
+    ("cp-even", "controlPlane.replicas", 2, "controlPlane.replicas"),
+    ("cp-zero", "controlPlane.replicas", 0, "controlPlane.replicas"),
+    ("cp-instance-type", "controlPlane.instanceType", "M6I.LARGE", "controlPlane.instanceType"),
+    ("worker-negative", "workers.0.replicas", -1, "workers[0].replicas"),
+    ("worker-bad-name", "workers.0.name", "Default Pool", "workers[0].name"),
+    ("worker-instance-type", "workers.0.instanceType", "m6i", "workers[0].instanceType"),
+    ("workers-not-list", "workers", {"name": "x"}, "workers"),
+    ("tag-reserved", "tags", {"aws:created": "x"}, "tags.aws:created"),
+    ("tag-key-too-long", "tags", {"k" * 129: "x"}, "tags." + "k" * 129),
+    ("tag-value-too-long", "tags", {"team": "v" * 257}, "tags.team"),
+    ("tag-value-mapping", "tags", {"team": {"a": 1}}, "tags.team"),
+    ("unknown-top", "clusterName", "x", "clusterName"),
+    ("unknown-nested", "network.cidrs", "10.0.0.0/16", "network.cidrs"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_input_names_the_field_and_the_fix(path: str, value: Any, field: str):
+    with pytest.raises(SpecError) as caught:
+        parse(with_change(path, value))
+    error = caught.value
+    assert error.field == field
+    assert error.exit_code == EXIT_BAD_INPUT
+    assert error.fix
+    assert "\n" not in str(error)
+
+
+def test_unknown_field_suggests_the_near_one():
+    with pytest.raises(SpecError, match="did you mean 'natGateways'"):
+        parse(GOOD.replace("natGateways:", "natGateway:"))
+
+
+def test_overlap_with_another_cluster_is_refused_with_a_free_block():
+    with pytest.raises(SpecError, match=r"overlaps 10\.20\.128\.0/17.*such as 10\.21\.0\.0/16"):
+        parse(GOOD, taken=("10.20.128.0/17",))
+
+
+def test_open_ssh_needs_an_explicit_opt_in():
+    text = with_change("bastion.allowedCIDRs", ["0.0.0.0/0"])
+    data = yaml.safe_load(text)
+    data["bastion"]["allowOpenSSH"] = True
+    assert parse(yaml.safe_dump(data)).bastion.allowed_cidrs == ("0.0.0.0/0",)
+
+
+def test_errors_point_at_the_spec_line():
+    with pytest.raises(SpecError) as caught:
+        parse(GOOD.replace("replicas: 3\n  instanceType: m6i.large", "replicas: 4\n  instanceType: m6i.large"))
+    assert caught.value.field == "controlPlane.replicas"
+    assert caught.value.line == 14
+
+
+def test_zones_beyond_what_the_region_has():
+    with pytest.raises(SpecError, match="use 1 to 2"):
+        spec.parse(spec.read(GOOD, "spec.yaml"), "demo", (), None, zones_available=2)
+
+
+def test_broken_yaml_is_bad_input_with_its_line():
+    with pytest.raises(SpecError) as caught:
+        spec.read("name: demo\nnetwork: [\n", "spec.yaml")
+    assert caught.value.line is not None
+
+
+def test_values_that_look_like_yaml_stay_strings():
+    cluster = parse(with_change("tags", {"team": "a: b\nkind: Secret", "note": "{{ 7*7 }}"}))
+    assert dict(cluster.tags) == {"team": "a: b\nkind: Secret", "note": "{{ 7*7 }}"}
