@@ -81,7 +81,11 @@ def load_settings(
     )
 
 
+def is_git_url(location: str) -> bool:
+    return "://" in location or location.startswith("git@")
+
+
 def _absolute_if_path(location: str, cwd: Path) -> str:
-    if "://" in location or location.startswith("git@"):
+    if is_git_url(location):
         return location
     return str((cwd / location).resolve())

@@ -38,6 +38,10 @@ class SchemasMissing(BadInput):
     """No CRD schemas are available to validate against."""
 
 
+class SchemaChecksumMismatch(PipelineError):
+    """A downloaded CRD does not match its pinned checksum; nothing was cached."""
+
+
 class Blocked(PipelineError):
     """Another run, a lock or a conflicting change is in the way; retrying later may work."""
 
@@ -90,6 +94,10 @@ class SigningError(PipelineError):
 
 class GitError(PipelineError):
     """The fleet repository could not be read, updated or pushed."""
+
+
+class GitConflict(GitError, Blocked):
+    """The fleet moved while a run worked, or a review branch conflicts with main."""
 
 
 class Interrupted(PipelineError):

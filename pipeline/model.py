@@ -133,7 +133,7 @@ class Manifests:
 @dataclass(frozen=True)
 class CommitResult:
     branch: str
-    commit: str | None  # None when there was nothing to commit
+    commit: str | None  # the new head, or when unchanged the commit already holding this content
     changed: bool
     signer: str  # fingerprint of the signing key
 

@@ -85,6 +85,9 @@ def run(
         proc.wait()
     finally:
         err_reader.join()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
     result = Result(proc.returncode, redact("".join(out_lines)), redact("".join(err_chunks)))
     if interrupted:
         raise Interrupted(f"interrupted while running {argv[0]}; it was allowed to stop cleanly")

@@ -1,4 +1,4 @@
-"""Fixtures shared by the unit tests and the features: real servers on free ports, isolated homes."""
+"""Shared fixtures: real servers on free loopback ports, isolated git and gpg homes."""
 
 from __future__ import annotations
 
@@ -64,9 +64,7 @@ def isolated_homes(
     gnupg = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
     gnupg.chmod(0o700)
     gitconfig = home / ".gitconfig"
-    gitconfig.write_text(
-        "[user]\n\tname = Test\n\temail = test@example.invalid\n[init]\n\tdefaultBranch = main\n"
-    )
+    gitconfig.write_text("[user]\n\tname = Test\n\temail = test@example.invalid\n[init]\n\tdefaultBranch = main\n")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GNUPGHOME", str(gnupg))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))

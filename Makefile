@@ -1,0 +1,36 @@
+# `make demo`: set up and create a cluster on the embedded local AWS endpoint.
+# `make test`: set up and run the checks and the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Offline machines validate against a directory of CRDs; elsewhere the pinned releases are downloaded once.
+export PIPELINE_CRDS_DIR ?= $(abspath $(wildcard ../shared/crds))
+CLUSTER ?= demo
+
+.PHONY: demo test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.local: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.local
+	$(BIN)/python -m pipeline new-cluster $(CLUSTER)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pipeline fleet.git
