@@ -14,6 +14,8 @@ import pytest
 import yaml
 from pytest_bdd import given, parsers, scenarios, then, when
 
+from tests.fixtures import fleet_git, fleet_refs
+
 scenarios("new_cluster.feature")
 
 pytestmark = pytest.mark.slow
@@ -47,12 +49,10 @@ class World:
         return result
 
     def git(self, *args: str) -> str:
-        return subprocess.run(
-            ["git", "--git-dir", str(self.fleet), *args], capture_output=True, text=True, check=True
-        ).stdout
+        return fleet_git(self.fleet, *args)
 
     def refs(self) -> str:
-        return self.git("for-each-ref", "--format=%(refname) %(objectname)")
+        return fleet_refs(self.fleet)
 
 
 @pytest.fixture

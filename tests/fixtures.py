@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import fleet, signing
+from pipeline.config import Settings, load_settings
+from pipeline.signing import Signer
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_CRDS = REPO_ROOT.parent / "shared" / "crds"
 
@@ -99,3 +103,32 @@ def isolated_homes(
 def plugin_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One Terraform plugin cache for the session, as a machine would share between clusters."""
     return tmp_path_factory.mktemp("tf-plugin-cache")
+
+
+def fleet_git(fleet: str | Path, *args: str) -> str:
+    """Run git against a (bare) fleet repo and return its stdout."""
+    return subprocess.run(["git", "--git-dir", str(fleet), *args], capture_output=True, text=True, check=True).stdout
+
+
+def fleet_refs(fleet: str | Path) -> str:
+    return fleet_git(fleet, "for-each-ref", "--format=%(refname) %(objectname)")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Local-target settings with their own state dir and a fleet at tmp_path/fleet.git."""
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("PIPELINE_FLEET", str(tmp_path / "fleet.git"))
+    return load_settings(os.environ, tmp_path)
+
+
+@pytest.fixture
+def signer(settings: Settings) -> Signer:
+    return signing.signer_for(settings)
+
+
+@pytest.fixture
+def fleet_signer(settings: Settings, signer: Signer) -> Signer:
+    """The signer of a fleet that exists, created with its layout."""
+    fleet.ensure_fleet(settings, signer)
+    return signer

@@ -11,35 +11,20 @@ import yaml
 from pipeline import config, fleet, signing
 from pipeline.errors import SigningError
 from pipeline.model import Manifest, Manifests
-
-
-def _git(remote: Path, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(remote), *args], capture_output=True, text=True, check=True).stdout
-
-
-@pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> config.Settings:
-    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("PIPELINE_FLEET", str(tmp_path / "fleet.git"))
-    return config.load_settings(os.environ, tmp_path)
-
-
-@pytest.fixture
-def signer(settings: config.Settings) -> signing.Signer:
-    return signing.signer_for(settings)
+from tests.fixtures import fleet_git
 
 
 def test_creates_the_layout_with_a_signed_main(settings: config.Settings, signer: signing.Signer) -> None:
     fleet.ensure_fleet(settings, signer)
     remote = Path(settings.fleet)
-    assert _git(remote, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
-    assert _git(remote, "ls-tree", "-r", "--name-only", "main").split() == [
+    assert fleet_git(remote, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert fleet_git(remote, "ls-tree", "-r", "--name-only", "main").split() == [
         "README.md",
         "flux/system/gitrepository.yaml",
         f"flux/system/keys/{signer.fingerprint}.asc",
         "flux/system/kustomization.yaml",
     ]
-    source = yaml.safe_load(_git(remote, "show", "main:flux/system/gitrepository.yaml"))
+    source = yaml.safe_load(fleet_git(remote, "show", "main:flux/system/gitrepository.yaml"))
     assert source["apiVersion"] == "source.toolkit.fluxcd.io/v1"
     assert source["metadata"] == {"name": "fleet", "namespace": "flux-system"}
     assert source["spec"]["ref"] == {"branch": "main"}
@@ -67,9 +52,9 @@ def test_flux_system_builds_with_kustomize(settings: config.Settings, signer: si
 
 def test_an_existing_fleet_is_left_alone(settings: config.Settings, signer: signing.Signer) -> None:
     fleet.ensure_fleet(settings, signer)
-    before = _git(Path(settings.fleet), "rev-parse", "main")
+    before = fleet_git(Path(settings.fleet), "rev-parse", "main")
     fleet.ensure_fleet(settings, signing.ensure_local_key(Path(settings.state_dir) / "other"))
-    assert _git(Path(settings.fleet), "rev-parse", "main") == before
+    assert fleet_git(Path(settings.fleet), "rev-parse", "main") == before
 
 
 def test_a_url_fleet_is_assumed_to_exist(settings: config.Settings, signer: signing.Signer) -> None:
