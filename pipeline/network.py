@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pipeline import aws, terraform
@@ -14,6 +15,7 @@ from pipeline.model import AwsAccess, Bastion, ClusterSpec, NetworkOutputs, Netw
 
 STACK = "cluster"
 VAR_FILE = "network.tfvars.json"
+STATE_LOCATION = "state-location.json"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -27,8 +29,9 @@ def provision(
     account = aws.caller_identity(access)
     zones = _zones(spec, access)
     bucket = state_bucket(settings, account, access.region)
-    aws.ensure_state_bucket(access, bucket)
     ws = terraform.workspace(settings, spec.name, STACK, dict(access.env))
+    _keep_state_location(ws.work_dir, spec.name, bucket, account)
+    aws.ensure_state_bucket(access, bucket)
     var_file = ws.work_dir / VAR_FILE
     var_file.write_text(json.dumps(variables(spec, zones, access), indent=2, sort_keys=True) + "\n")
     terraform.init(ws, backend_config(bucket, spec.name, access), on_line)
@@ -40,6 +43,27 @@ def provision(
         changes=plan.summary,
         state_serial=terraform.state_serial(ws),
     )
+
+
+def _keep_state_location(work_dir: Path, cluster: str, bucket: str, account: str) -> None:
+    """Refuse to move a cluster's state silently.
+
+    Init runs with -reconfigure, so a different bucket would start from empty state and the
+    apply would build a second network beside the first.
+    """
+    record = work_dir / STATE_LOCATION
+    wanted = {"account": account, "bucket": bucket, "key": state_key(cluster)}
+    if record.exists():
+        known = json.loads(record.read_text())
+        if known != wanted:
+            raise BadInput(
+                f"cluster '{cluster}' keeps its Terraform state in s3://{known['bucket']}/{known['key']} "
+                f"(account {known['account']}), not s3://{bucket}/{wanted['key']} (account {account}); "
+                "set PIPELINE_STATE_BUCKET and your credentials back, or move the state with "
+                f"`terraform init -migrate-state` and delete {record}"
+            )
+        return
+    record.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
 
 
 def state_bucket(settings: Settings, account_id: str, region: str) -> str:

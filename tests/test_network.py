@@ -47,12 +47,36 @@ def test_more_zones_than_the_region_has_is_a_spec_error(tmp_path, monkeypatch, m
     settings = _settings(tmp_path, monkeypatch, moto_endpoint)
     access = local_endpoint.ensure(settings, REGION)
 
+    name = _unique("zones")
     with pytest.raises(SpecError) as caught:
-        network.provision(_spec(_unique("zones"), zones=99), access, settings)
+        network.provision(_spec(name, zones=99), access, settings)
 
     assert caught.value.field == "network.zones"
     assert "us-east-1 has 6 available" in str(caught.value)
-    assert not settings.terraform_work_dir(caught.value.field).exists()
+    assert not settings.terraform_work_dir(name).exists()
+
+
+def test_a_cluster_whose_state_lives_elsewhere_is_refused_before_terraform(tmp_path, monkeypatch, moto_endpoint):
+    settings = _settings(tmp_path, monkeypatch, moto_endpoint)
+    access = local_endpoint.ensure(settings, REGION)
+    name = _unique("moved")
+    work = settings.terraform_work_dir(name)
+    work.mkdir(parents=True)
+    record = {"account": "123456789012", "bucket": "the-old-bucket", "key": network.state_key(name)}
+    (work / network.STATE_LOCATION).write_text(json.dumps(record))
+
+    with pytest.raises(BadInput, match=r"s3://the-old-bucket/clusters/.*terraform init -migrate-state"):
+        network.provision(_spec(name), access, settings)
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    assert settings.state_bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert sorted(p.name for p in work.iterdir()) == [network.STATE_LOCATION]
 
 
 def test_state_bucket_name_is_derived_and_checked(tmp_path, monkeypatch, moto_endpoint):
