@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.commands import approve, keys, local, new_cluster
+from pipeline.commands import approve, keys, local, new_cluster, schemas
 from pipeline.config import Settings, load_settings
 from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, PipelineError, SpecError
 from pipeline.redact import redact, register_env
@@ -20,6 +20,7 @@ _EXAMPLES = {
     "approve": "example: python -m pipeline approve demo --fleet ./fleet.git",
     "keys": "example: python -m pipeline keys export > fleet-keys.asc",
     "local": "example: python -m pipeline local up",
+    "schemas": "example: python -m pipeline schemas fetch",
 }
 
 
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
 
     keys = command("keys", "The signing keys the fleet trusts.")
     keys.add_argument("action", choices=("export",), help="export: print the trusted public keys")
+
+    fetch = command("schemas", "The Cluster API and CAPA CRD schemas that validation uses.")
+    fetch.add_argument("action", choices=("fetch",), help="fetch: download the pinned CRDs into the cache")
 
     local = command("local", "The embedded AWS endpoint (a moto server on loopback) for the local target.")
     local.add_argument("action", choices=("up", "down", "status"))
@@ -93,6 +97,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
         return approve.run(args.name, settings, reporter)
     if args.command == "keys":
         return keys.run(args.action, settings)
+    if args.command == "schemas":
+        return schemas.run(args.action, settings)
     return local.run(args.action, settings, reporter)
 
 

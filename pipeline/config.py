@@ -20,6 +20,7 @@ class Settings:
     state_dir: Path
     fleet: str  # a path or a git URL
     crds_dir: Path | None  # offline schemas; otherwise the pinned download cache is used
+    crds_mirror: str | None  # where the pinned CRDs are downloaded from, laid out like the cache
     aws_endpoint: str | None  # an already running AWS-compatible endpoint (local target)
     state_bucket: str | None  # Terraform state bucket; derived from the account when None
     signing_key: str | None  # fingerprint of the key that signs fleet commits (aws target)
@@ -73,6 +74,7 @@ def load_settings(
         state_dir=state_dir.resolve(),
         fleet=_absolute_if_path(fleet_location, cwd),
         crds_dir=(cwd / crds).resolve() if crds else None,
+        crds_mirror=env.get("PIPELINE_CRDS_MIRROR") or None,
         aws_endpoint=env.get("PIPELINE_AWS_ENDPOINT") or None,
         state_bucket=env.get("PIPELINE_STATE_BUCKET") or None,
         signing_key=env.get("PIPELINE_SIGNING_KEY") or None,

@@ -126,7 +126,7 @@ class Schemas:
         return frozenset(api.split("/")[0] for api, _ in (*self.served, *self.not_served))
 
 
-def load(settings: Settings, *, base_url: str | None = None) -> Schemas:
+def load(settings: Settings) -> Schemas:
     """The configured directory's CRDs, or the pinned ones (downloaded into the cache on first use)."""
     if settings.crds_dir is not None:
         schemas = from_directory(settings.crds_dir)
@@ -137,7 +137,7 @@ def load(settings: Settings, *, base_url: str | None = None) -> Schemas:
             )
         return schemas
     try:
-        fetch(settings.crds_cache, base_url=base_url)
+        fetch(settings.crds_cache, base_url=settings.crds_mirror)
     except OSError as err:
         raise SchemasMissing(
             f"no CRD schemas: downloading them into {settings.crds_cache} failed ({err}); "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -13,6 +14,7 @@ from typing import Any, NamedTuple
 import jsonschema
 import pytest
 
+from pipeline.cli import main
 from pipeline.config import load_settings
 from pipeline.errors import SchemaChecksumMismatch, SchemasMissing
 from pipeline.schemas import PINNED, Schemas, fetch, load, strict
@@ -172,8 +174,8 @@ def test_load_downloads_once_then_works_offline(mirror, tmp_path, monkeypatch):
     monkeypatch.delenv("PIPELINE_CRDS_DIR")
     settings = load_settings(os.environ, tmp_path)
 
-    online = load(settings, base_url=mirror.url)
-    offline = load(settings, base_url=f"http://127.0.0.1:{free_port()}")
+    online = load(dataclasses.replace(settings, crds_mirror=mirror.url))
+    offline = load(dataclasses.replace(settings, crds_mirror=f"http://127.0.0.1:{free_port()}"))
 
     assert online.served.keys() == offline.served.keys()
     assert ("cluster.x-k8s.io/v1beta2", "MachineDeployment") in offline.served
@@ -184,7 +186,7 @@ def test_without_directory_network_or_cache_the_message_names_both_ways(tmp_path
     settings = load_settings(os.environ, tmp_path)
 
     with pytest.raises(SchemasMissing) as raised:
-        load(settings, base_url=f"http://127.0.0.1:{free_port()}")
+        load(dataclasses.replace(settings, crds_mirror=f"http://127.0.0.1:{free_port()}"))
 
     message = str(raised.value)
     assert "PIPELINE_CRDS_DIR" in message
@@ -201,3 +203,18 @@ def test_a_configured_directory_that_is_missing_or_empty_is_reported(tmp_path, m
     monkeypatch.setenv("PIPELINE_CRDS_DIR", str(tmp_path / "empty"))
     with pytest.raises(SchemasMissing, match="no CustomResourceDefinitions"):
         load(load_settings(os.environ, tmp_path))
+
+
+def test_the_schemas_fetch_command_fills_the_cache_validation_then_uses(mirror, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PIPELINE_CRDS_DIR")
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("PIPELINE_CRDS_MIRROR", mirror.url)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["schemas", "fetch"]) == 0
+
+    printed = capsys.readouterr().out
+    assert "kubeadmcontrolplanes.yaml" in printed
+    monkeypatch.setenv("PIPELINE_CRDS_MIRROR", f"http://127.0.0.1:{free_port()}")
+    offline = load(load_settings(os.environ, tmp_path))
+    assert ("infrastructure.cluster.x-k8s.io/v1beta2", "AWSCluster") in offline.served
