@@ -21,9 +21,10 @@ def run(name: str, spec_path: Path | None, settings: Settings, reporter: Reporte
     with journal.run(settings.journal_dir, name, "new-cluster") as record:
         signer = signing.signer_for(settings)
         fleet.ensure_fleet(settings, signer)
-        others = tuple(m for m in fleet.cluster_manifests(settings) if m.cluster != name)
+        on_main = fleet.cluster_manifests(settings)
+        others = tuple(m for m in on_main if m.cluster != name)
         taken = [cidr for cidr in map(validate.vpc_cidr, others) if cidr is not None]
-        cluster = spec.parse(source, name, taken, _current_cidr(settings, name))
+        cluster = spec.parse(source, name, taken, _current_cidr(settings, name, on_main))
         record.stage("spec", cluster.fingerprint(), {"cidr": cluster.network.cidr})
 
         with reporter.stage("network"):
@@ -66,12 +67,11 @@ def _read_spec(name: str, spec_path: Path | None) -> spec.SpecSource:
     return spec.read(text, str(spec_path))
 
 
-def _current_cidr(settings: Settings, name: str) -> str | None:
-    """The CIDR this cluster already has (under review or on main), so a re-run keeps it."""
-    for ref in (commit.review_branch(name), fleet.MAIN):
-        mine = [m for m in fleet.cluster_manifests(settings, ref) if m.cluster == name]
-        if mine:
-            return validate.vpc_cidr(mine[0])
+def _current_cidr(settings: Settings, name: str, on_main: tuple[Manifests, ...]) -> str | None:
+    """The CIDR this cluster already has (under review, else on main), so a re-run keeps it."""
+    under_review = fleet.cluster_manifests(settings, commit.review_branch(name))
+    for mine in (m for m in (*under_review, *on_main) if m.cluster == name):
+        return validate.vpc_cidr(mine)
     return None
 
 
