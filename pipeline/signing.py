@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,12 +41,40 @@ def gpg_env(home: Path | None) -> Iterator[dict[str, str]]:
     if home is None:
         yield {}
         return
-    with _short_path(home) as usable:
+    with _exclusive(home) as outermost, _short_path(home) as usable:
         env = {"GNUPGHOME": str(usable)}
         try:
             yield env
         finally:
-            process.run(["gpgconf", "--kill", "all"], env=env, check=False)
+            if outermost:
+                process.run(["gpgconf", "--kill", "all"], env=env, check=False)
+
+
+_held: dict[Path, int] = {}
+
+
+@contextmanager
+def _exclusive(home: Path) -> Iterator[bool]:
+    """One process at a time uses a home the pipeline owns, so none stops the agent under another.
+
+    Yields whether this is the outermost use in this process (the one that stops the agent).
+    """
+    key = home.resolve()
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield False
+        finally:
+            _held[key] -= 1
+        return
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (home / "pipeline.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _held[key] = 1
+        try:
+            yield True
+        finally:
+            del _held[key]
 
 
 def ensure_local_key(gnupg_home: Path) -> Signer:
