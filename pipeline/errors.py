@@ -100,7 +100,43 @@ class GitConflict(GitError, Blocked):
     """The fleet moved while a run worked, or a review branch conflicts with main."""
 
 
+class PushRejected(GitConflict):
+    """The remote refused a push because the branch moved since it was read; reading it again may succeed."""
+
+
 class Interrupted(PipelineError):
     """The user interrupted the run; whatever was in flight was let finish safely."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class GitHubError(PipelineError):
+    """A GitHub API call failed; the message quotes GitHub's own explanation."""
+
+
+class GitHubAuthError(GitHubError):
+    """GitHub rejected the token itself (401)."""
+
+
+class GitHubNotFound(GitHubError):
+    """GitHub answered 404: the resource is missing or the token cannot see it."""
+
+
+class GitHubForbidden(GitHubError):
+    """GitHub refused the call (403) for lack of permission, not for a rate limit."""
+
+
+class GitHubRejected(GitHubError):
+    """GitHub refused a request as invalid (422 and other client errors)."""
+
+
+class GitHubReviewerInvalid(GitHubError, BadInput):
+    """A requested reviewer cannot review the pull request (its author, or not a collaborator)."""
+
+
+class GitHubUnavailable(GitHubError):
+    """GitHub could not be reached, or kept failing (5xx) after bounded retries."""
+
+
+class GitHubRateLimited(GitHubError, Blocked):
+    """GitHub's rate limit is exhausted for longer than the pipeline will wait."""
