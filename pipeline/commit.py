@@ -27,10 +27,11 @@ def commit(
 ) -> CommitResult:
     """Put exactly `manifests` on `cluster/<name>`, signed and verified, and push it.
 
-    The branch starts from its remote head, or from main when it does not exist yet.
-    Unchanged content commits and pushes nothing. The commit is made in a throwaway
-    clone and its signature checked against main's trusted keys before the push, which
-    is the only write to the fleet.
+    The branch is always main plus this cluster's files: it grows from its remote head
+    while main is part of it, and is rebuilt as one commit on top of main once main has
+    moved on, replacing the old head only if nobody moved it meanwhile. Unchanged content
+    commits and pushes nothing. The commit is made in a throwaway clone and its signature
+    checked against main's trusted keys before the push, which is the only write to the fleet.
     """
     name = manifests.cluster
     branch = review_branch(name)
@@ -40,7 +41,10 @@ def commit(
         main_head = git.head_of(checkout, fleet.MAIN)
         if main_head is None:
             raise BadInput(f"the fleet {settings.fleet} has no main branch; create it with its Flux layout first")
-        start = git.head_of(checkout, branch) or main_head
+        old_head = git.head_of(checkout, branch)
+        start = main_head
+        if old_head is not None and git.is_ancestor(checkout, main_head, old_head):
+            start = old_head
         git.switch(checkout, branch, start)
         folder, _ = fleet.owned_paths(name)
         stale = set(git.read_tree(checkout, start, folder)) - set(files)
@@ -50,7 +54,7 @@ def commit(
             return CommitResult(branch, start, changed=False, signer=signer.fingerprint)
         new_head = git.commit(checkout, message, signer)
         verify_commit(checkout.path, new_head, fleet.keys_at(checkout, main_head))
-        git.push(checkout, branch)
+        git.push(checkout, branch, lease=old_head)
     return CommitResult(branch, new_head, changed=True, signer=signer.fingerprint)
 
 

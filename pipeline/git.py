@@ -12,7 +12,7 @@ from pathlib import Path
 import git as gitpython
 
 from pipeline import signing
-from pipeline.errors import GitConflict, GitError, SigningError
+from pipeline.errors import GitConflict, GitError, PushRejected, SigningError
 
 IDENTITY = ("Fleet Pipeline", "pipeline@local.invalid")
 
@@ -164,15 +164,35 @@ def changed_paths(checkout: Checkout, base: str, head: str) -> tuple[str, ...]:
     return tuple(sorted(line for line in out.splitlines() if line))
 
 
-def push(checkout: Checkout, branch: str) -> None:
-    """Push the local `branch` to the remote; a non-fast-forward update is refused, never forced."""
+def fetch(checkout: Checkout) -> None:
+    """Bring every `origin/<branch>` up to date with the remote, dropping branches it deleted."""
+    _git(
+        checkout,
+        ["fetch", "--quiet", "--prune", "origin"],
+        f"cannot fetch from the fleet repository {checkout.remote}",
+        "check the --fleet location and your access to it",
+    )
+
+
+# The reasons git gives when the remote branch is no longer what this push expected; the
+# last is the remote's own, when another push updated the branch while this one was sent.
+_MOVED = ("(non-fast-forward)", "(fetch first)", "(stale info)", "cannot lock ref")
+
+
+def push(checkout: Checkout, branch: str, lease: str | None = None) -> None:
+    """Push the local `branch` to the remote.
+
+    Without `lease` only a fast-forward is accepted. With it the remote branch is replaced
+    whatever its history, but only while it still points at `lease`: a rewrite never
+    overwrites work it did not see. Either way a branch that moved raises PushRejected.
+    """
+    ref = f"refs/heads/{branch}"
+    guard = [] if lease is None else [f"--force-with-lease={ref}:{lease}"]
     try:
-        checkout.repo.git.execute(
-            ["git", "push", "--quiet", "--no-verify", "origin", f"refs/heads/{branch}:refs/heads/{branch}"]
-        )
+        checkout.repo.git.execute(["git", "push", "--quiet", "--no-verify", *guard, "origin", f"{ref}:{ref}"])
     except gitpython.GitCommandError as failed:
-        if "non-fast-forward" in str(failed.stderr) or "rejected" in str(failed.stderr):
-            raise GitConflict(
+        if any(reason in str(failed.stderr) for reason in _MOVED):
+            raise PushRejected(
                 f"{checkout.remote} refused the push of {branch}: it moved while this run worked; run again"
             ) from failed
         raise GitError(

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, fleet, signing
+from pipeline import config, fleet, git, signing
+from pipeline.approve import approve_cluster
 from pipeline.commit import commit
-from pipeline.errors import BadInput, SigningError
+from pipeline.errors import BadInput, GitConflict, SigningError
 from pipeline.model import Manifest, Manifests
 from tests.fixtures import fleet_git, fleet_refs
 
@@ -96,3 +97,56 @@ def test_a_path_outside_the_cluster_is_refused(settings: config.Settings, fleet_
 def test_a_multi_line_trailer_is_refused(settings: config.Settings, fleet_signer: signing.Signer) -> None:
     with pytest.raises(BadInput, match="Pipeline-Run"):
         commit(manifests(), settings, fleet_signer, {"Pipeline-Run": "1\nSigned-off-by: x"}, "create")
+
+
+def _main_moves_past_demo(settings: config.Settings, signer: signing.Signer) -> str:
+    """Branch cluster/demo as made from main, then main moved on by approving cluster other; demo's head."""
+    demo = commit(manifests(), settings, signer, TRAILERS, "create").commit
+    commit(manifests("other"), settings, signer, TRAILERS, "create")
+    approve_cluster("other", settings, signer)
+    assert demo is not None
+    return demo
+
+
+def test_a_branch_main_moved_past_is_rebuilt_on_main(settings: config.Settings, fleet_signer: signing.Signer) -> None:
+    _main_moves_past_demo(settings, fleet_signer)
+    main = fleet_git(settings.fleet, "rev-parse", "main").strip()
+    result = commit(manifests(), settings, fleet_signer, TRAILERS, "create")
+    assert result.changed
+    assert fleet_git(settings.fleet, "rev-parse", "cluster/demo").strip() == result.commit
+    assert fleet_git(settings.fleet, "log", "-1", "--format=%P", "cluster/demo").strip() == main
+    changed = fleet_git(settings.fleet, "diff", "--name-only", "main", "cluster/demo").split()
+    assert changed == [m.path for m in manifests().files]
+    keys = fleet.trusted_keys(settings)
+    assert signing.verify_commit(Path(settings.fleet), "cluster/demo", keys) == fleet_signer.fingerprint
+    refs = fleet_refs(settings.fleet)
+    again = commit(manifests(), settings, fleet_signer, TRAILERS, "create")
+    assert (again.changed, again.commit) == (False, result.commit)
+    assert fleet_refs(settings.fleet) == refs
+
+
+def test_a_rebuild_never_overwrites_a_branch_that_moved(
+    settings: config.Settings, fleet_signer: signing.Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _main_moves_past_demo(settings, fleet_signer)
+    main = fleet_git(settings.fleet, "rev-parse", "main").strip()
+    real_push = git.push
+
+    def someone_moves_the_branch_first(checkout: git.Checkout, branch: str, lease: str | None = None) -> None:
+        # Main itself: a plain fast-forward of the branch's new head would be accepted, a lease is not.
+        fleet_git(settings.fleet, "update-ref", f"refs/heads/{branch}", main)
+        real_push(checkout, branch, lease)
+
+    monkeypatch.setattr(git, "push", someone_moves_the_branch_first)
+    with pytest.raises(GitConflict, match="refused the push of cluster/demo: it moved"):
+        commit(manifests(), settings, fleet_signer, TRAILERS, "create")
+    assert fleet_git(settings.fleet, "rev-parse", "cluster/demo").strip() == main
+
+
+def test_a_branch_merged_into_main_commits_nothing(settings: config.Settings, fleet_signer: signing.Signer) -> None:
+    _main_moves_past_demo(settings, fleet_signer)
+    assert approve_cluster("demo", settings, fleet_signer).how == "merge"
+    refs = fleet_refs(settings.fleet)
+    again = commit(manifests(), settings, fleet_signer, TRAILERS, "create")
+    assert (again.changed, again.commit) == (False, fleet_git(settings.fleet, "rev-parse", "main").strip())
+    assert fleet_refs(settings.fleet) == refs

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import git, signing
-from pipeline.errors import GitConflict, GitError, SigningError
+from pipeline.errors import GitConflict, GitError, PushRejected, SigningError
 
 
 def _log(remote: Path, *args: str) -> str:
@@ -106,3 +106,42 @@ def test_signing_with_a_missing_key_is_a_signing_error(remote: Path, tmp_path: P
             SigningError, match=r"cannot sign a commit on main with key 0{40}: error: gpg failed to sign"
         ):
             git.commit(checkout, "unsignable", ghost)
+
+
+def _commit_on_main(checkout: git.Checkout, content: str, signer: signing.Signer) -> str:
+    git.switch(checkout, "main", git.upstream("main"))
+    git.write_files(checkout, {"a.txt": content})
+    git.stage_all(checkout)
+    return git.commit(checkout, content, signer)
+
+
+def test_push_with_a_lease_replaces_the_branch_it_read(remote: Path, signer: signing.Signer) -> None:
+    with git.clone(str(remote)) as first, git.clone(str(remote)) as second:
+        old = git.head_of(second, "main")
+        _commit_on_main(first, "one", signer)
+        git.push(first, "main")
+        replacement = _commit_on_main(second, "two", signer)
+        with pytest.raises(PushRejected, match=f"{remote} refused the push of main"):
+            git.push(second, "main", lease=old)
+        assert _log(remote, "-1", "--format=%B", "main").strip() == "one"
+        git.fetch(second)
+        git.push(second, "main", lease=git.head_of(second, "main"))
+    assert _log(remote, "-1", "--format=%H", "main").strip() == replacement
+
+
+def test_fetch_sees_what_others_pushed(remote: Path, signer: signing.Signer) -> None:
+    with git.clone(str(remote)) as first, git.clone(str(remote)) as second:
+        pushed = _commit_on_main(first, "one", signer)
+        git.push(first, "main")
+        assert git.head_of(second, "main") != pushed
+        git.fetch(second)
+        assert git.head_of(second, "main") == pushed
+
+
+def test_a_push_losing_the_remote_ref_lock_is_rejected_as_moved(remote: Path, signer: signing.Signer) -> None:
+    # What a push sees when another push holds the branch's lock on the remote at that moment.
+    (remote / "refs" / "heads" / "main.lock").write_text("")
+    with git.clone(str(remote)) as checkout:
+        _commit_on_main(checkout, "one", signer)
+        with pytest.raises(PushRejected, match="it moved while this run worked"):
+            git.push(checkout, "main")
