@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline import git
@@ -13,6 +14,8 @@ from pipeline.model import Manifest, Manifests
 from pipeline.signing import Signer, export_public
 
 MAIN = "main"
+SYSTEM_DIR = "flux/system/"
+SYSTEM_KUSTOMIZATION = "flux/system/kustomization.yaml"
 KEYS_DIR = "flux/system/keys/"
 CLUSTERS_DIR = "clusters/"
 FLUX_CLUSTERS_DIR = "flux/clusters/"
@@ -81,7 +84,7 @@ def initial_files(public_key: str, fingerprint: str) -> dict[str, str]:
     return {
         "README.md": _README.format(secret=TRUSTED_KEYS_REF),
         "flux/system/gitrepository.yaml": _GITREPOSITORY.format(url=PLACEHOLDER_URL, secret=TRUSTED_KEYS_REF),
-        "flux/system/kustomization.yaml": _KUSTOMIZATION.format(secret=TRUSTED_KEYS_REF, key_file=key_file),
+        SYSTEM_KUSTOMIZATION: system_kustomization([key_file]),
         f"flux/system/{key_file}": public_key,
     }
 
@@ -97,14 +100,27 @@ def keys_at(checkout: git.Checkout, rev: str) -> tuple[str, ...]:
     return tuple(files[path] for path in sorted(files) if path.endswith(".asc"))
 
 
+def system_kustomization(key_files: Iterable[str]) -> str:
+    """flux/system/kustomization.yaml building the trusted-keys Secret from `key_files`.
+
+    The paths are relative to flux/system/ and listed sorted, so the same keys always
+    give the same file.
+    """
+    files = "".join(f"      - {path}\n" for path in sorted(key_files))
+    return _KUSTOMIZATION.format(secret=TRUSTED_KEYS_REF, files=files)
+
+
 def cluster_manifests(settings: Settings, ref: str = MAIN) -> tuple[Manifests, ...]:
     """Every cluster on branch `ref` (none when the branch does not exist), by name."""
     with git.clone(settings.fleet) as checkout:
         rev = git.head_of(checkout, ref)
-        if rev is None:
-            return ()
-        files = git.read_tree(checkout, rev, CLUSTERS_DIR)
-        flux = git.read_tree(checkout, rev, FLUX_CLUSTERS_DIR)
+        return () if rev is None else clusters_at(checkout, rev)
+
+
+def clusters_at(checkout: git.Checkout, rev: str) -> tuple[Manifests, ...]:
+    """Every cluster folder at commit `rev`, with its Flux Kustomization when there is one, by name."""
+    files = git.read_tree(checkout, rev, CLUSTERS_DIR)
+    flux = git.read_tree(checkout, rev, FLUX_CLUSTERS_DIR)
     names = sorted({path.split("/")[1] for path in files if path.count("/") >= 2})
     return tuple(_cluster(name, files, flux) for name in names)
 
@@ -156,7 +172,6 @@ secretGenerator:
   - name: {secret}
     namespace: flux-system
     files:
-      - {key_file}
-    options:
+{files}    options:
       disableNameSuffixHash: true
 """

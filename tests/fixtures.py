@@ -132,3 +132,14 @@ def fleet_signer(settings: Settings, signer: Signer) -> Signer:
     """The signer of a fleet that exists, created with its layout."""
     fleet.ensure_fleet(settings, signer)
     return signer
+
+
+@pytest.fixture
+def second_signer() -> Iterator[Signer]:
+    """Another local key in its own short GnuPG home (not trusted by any fleet); its agent stopped after."""
+    home = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
+    try:
+        yield signing.ensure_local_key(home)
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import pytest
+import yaml
+
+from pipeline import fleet, git
+from pipeline.commands import verify as verify_command
+from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.render import render
+from pipeline.schemas import Schemas
+from pipeline.signing import Signer, export_public
+from pipeline.verify import verify_fleet
+from tests.fixtures import fleet_git
+from tests.fixtures_render import sample_outputs, sample_spec, schemas_from
+
+
+@pytest.fixture
+def schemas() -> Schemas:
+    return schemas_from(os.environ["PIPELINE_CRDS_DIR"])
+
+
+def cluster(name: str, cidr: str) -> dict[str, str]:
+    manifests = render(sample_spec(name=name, cidr=cidr), sample_outputs(cidr=cidr), PROJECT_ROOT / "templates")
+    return {m.path: m.content for m in manifests.files}
+
+
+def push_signed(
+    settings: Settings, signer: Signer, files: Mapping[str, str], branch: str = fleet.MAIN, drop: tuple[str, ...] = ()
+) -> str:
+    """A signed commit on `branch` (from main) changing `files`, pushed without review."""
+    with git.clone(settings.fleet) as checkout:
+        git.switch(checkout, branch, git.head_of(checkout, branch) or git.upstream(fleet.MAIN))
+        git.delete_files(checkout, drop)
+        git.write_files(checkout, files)
+        git.stage_all(checkout)
+        head = git.commit(checkout, f"test: change {branch}\n", signer)
+        git.push(checkout, branch)
+    return head
+
+
+def test_a_fresh_fleet_verifies(settings: Settings, fleet_signer: Signer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert verify_command.run("main", settings) == 0
+
+    head = fleet_git(settings.fleet, "rev-parse", "main").strip()
+    assert (
+        capsys.readouterr().out == f"fleet verified: main at {head} signed by {fleet_signer.fingerprint}, 0 clusters\n"
+    )
+
+
+def test_clusters_that_flux_would_apply_verify(settings: Settings, fleet_signer: Signer, schemas: Schemas) -> None:
+    push_signed(settings, fleet_signer, {**cluster("alpha", "10.30.0.0/16"), **cluster("beta", "10.40.0.0/16")})
+
+    result = verify_fleet(settings, schemas)
+
+    assert result.findings == ()
+    assert (result.clusters, result.signer) == (("alpha", "beta"), fleet_signer.fingerprint)
+
+
+def test_an_invalid_manifest_is_a_finding_naming_its_file(
+    settings: Settings, fleet_signer: Signer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = cluster("demo", "10.20.0.0/16")
+    docs = list(yaml.safe_load_all(files["clusters/demo/awscluster.yaml"]))
+    docs[0]["spec"]["network"]["vpc"]["cidr"] = "10.20.0.0/16"
+    files["clusters/demo/awscluster.yaml"] = yaml.safe_dump_all(docs)
+    push_signed(settings, fleet_signer, files)
+
+    assert verify_command.run("main", settings) == 1
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "clusters/demo/awscluster.yaml: AWSCluster/demo .spec.network.vpc.cidr: unknown field",
+        "1 finding",
+    ]
+
+
+def test_an_unsigned_head_is_a_finding(settings: Settings, fleet_signer: Signer, schemas: Schemas) -> None:
+    main = fleet_git(settings.fleet, "rev-parse", "main").strip()
+    unsigned = fleet_git(settings.fleet, "commit-tree", f"{main}^{{tree}}", "-p", main, "-m", "unsigned").strip()
+    fleet_git(settings.fleet, "update-ref", "refs/heads/main", unsigned)
+
+    result = verify_fleet(settings, schemas)
+
+    assert result.signer is None
+    assert len(result.findings) == 1
+    assert result.findings[0].startswith(f"commit {unsigned[:12]} is not signed")
+
+
+def test_a_branch_cannot_vouch_for_itself_with_a_key_it_adds(
+    settings: Settings, fleet_signer: Signer, second_signer: Signer, schemas: Schemas
+) -> None:
+    key_file = f"keys/{second_signer.fingerprint}.asc"
+    both = [f"keys/{fleet_signer.fingerprint}.asc", key_file]
+    files = {
+        f"flux/system/{key_file}": export_public(second_signer),
+        fleet.SYSTEM_KUSTOMIZATION: fleet.system_kustomization(both),
+    }
+    push_signed(settings, second_signer, files, branch="keys/rotation")
+
+    result = verify_fleet(settings, schemas, "keys/rotation")
+
+    assert len(result.findings) == 1
+    assert "signed by a key the fleet does not trust" in result.findings[0]
+    assert verify_fleet(settings, schemas).findings == ()  # main itself is untouched
+
+
+def test_overlapping_cidrs_are_reported_once(settings: Settings, fleet_signer: Signer, schemas: Schemas) -> None:
+    push_signed(settings, fleet_signer, {**cluster("alpha", "10.20.0.0/16"), **cluster("beta", "10.20.128.0/17")})
+
+    findings = verify_fleet(settings, schemas).findings
+
+    assert findings == (
+        "clusters/beta: VPC CIDR 10.20.128.0/17 overlaps cluster 'alpha' (10.20.0.0/16); choose a free range",
+    )
+
+
+def test_flux_kustomizations_and_cluster_folders_match(
+    settings: Settings, fleet_signer: Signer, schemas: Schemas
+) -> None:
+    alpha = cluster("alpha", "10.30.0.0/16")
+    ghost = cluster("ghost", "10.50.0.0/16")["flux/clusters/ghost.yaml"]
+    moved = alpha["flux/clusters/alpha.yaml"].replace('path: "./clusters/alpha"', "path: ./clusters/beta")
+    files = {**alpha, "flux/clusters/alpha.yaml": moved, "flux/clusters/ghost.yaml": ghost}
+    push_signed(settings, fleet_signer, files)
+
+    findings = verify_fleet(settings, schemas).findings
+
+    assert findings == (
+        "flux/clusters/alpha.yaml: spec.path is './clusters/beta'; it must be ./clusters/alpha",
+        "flux/clusters/ghost.yaml: no cluster folder clusters/ghost/ for it to apply",
+    )
+
+
+def test_a_cluster_without_flux_kustomization_and_a_broken_flux_system(
+    settings: Settings, fleet_signer: Signer, schemas: Schemas
+) -> None:
+    files = cluster("alpha", "10.30.0.0/16")
+    del files["flux/clusters/alpha.yaml"]
+    files[fleet.SYSTEM_KUSTOMIZATION] = fleet.system_kustomization(["keys/missing.asc"])
+    push_signed(settings, fleet_signer, files)
+
+    findings = verify_fleet(settings, schemas).findings
+
+    assert findings[0].startswith("flux/system: kubectl kustomize fails: ")
+    assert "missing.asc" in findings[0]
+    assert findings[1:] == ("clusters/alpha: no Flux Kustomization flux/clusters/alpha.yaml applies it",)
+
+
+def test_a_missing_ref_is_a_finding(settings: Settings, fleet_signer: Signer, schemas: Schemas) -> None:
+    result = verify_fleet(settings, schemas, "pr/none")
+
+    assert (result.commit, result.findings) == (None, (f"{settings.fleet}: no branch 'pr/none'",))
