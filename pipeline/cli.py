@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.commands import approve, keys, local, new_cluster, schemas
+from pipeline.commands import approve, keys, local, merge, new_cluster, schemas, verify
 from pipeline.config import Settings, load_settings
 from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, PipelineError, SpecError
 from pipeline.redact import redact, register_env
@@ -18,6 +18,8 @@ from pipeline.report import Reporter
 _EXAMPLES = {
     "new-cluster": "example: python -m pipeline new-cluster demo --spec clusters/demo.yaml",
     "approve": "example: python -m pipeline approve demo --fleet ./fleet.git",
+    "merge": "example: python -m pipeline merge demo --fleet git@github.com:acme/fleet.git",
+    "verify": "example: python -m pipeline verify --fleet . --ref cluster/demo",
     "keys": "example: python -m pipeline keys export > fleet-keys.asc",
     "local": "example: python -m pipeline local up",
     "schemas": "example: python -m pipeline schemas fetch",
@@ -43,16 +45,27 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--spec", type=Path, help="cluster spec YAML (default: a small dev cluster)")
     new.add_argument(
         "--review",
-        choices=("local",),
+        choices=("local", "github"),
         default="local",
-        help="how the change is reviewed: 'local' leaves branch cluster/NAME for `approve`",
+        help="'local': branch cluster/NAME awaits `approve`; 'github': a pull request awaits approval and `merge`",
     )
+    new.add_argument("--github-repo", metavar="OWNER/NAME", help="the fleet repo on GitHub (default: from --fleet)")
 
-    approve = command("approve", "Verify the signed review branch cluster/NAME and merge it into main.")
-    approve.add_argument("name", metavar="NAME")
+    approve = command("approve", "Local review: verify the signed branch cluster/NAME and merge it into main.")
+    target = approve.add_mutually_exclusive_group(required=True)
+    target.add_argument("name", metavar="NAME", nargs="?")
+    target.add_argument("--keys", action="store_true", help="approve the trusted-keys change on keys/rotation")
+
+    merge = command("merge", "GitHub review: fast-forward main to the approved, signed head of the pull request.")
+    merge.add_argument("name", metavar="NAME")
+    merge.add_argument("--github-repo", metavar="OWNER/NAME", help="the fleet repo on GitHub (default: from --fleet)")
+
+    verify = command("verify", "Check the fleet as the reconciler would: signature, schemas, kustomize, fleet rules.")
+    verify.add_argument("--ref", default="main", help="branch to check (trust always comes from main)")
 
     keys = command("keys", "The signing keys the fleet trusts.")
-    keys.add_argument("action", choices=("export",), help="export: print the trusted public keys")
+    keys.add_argument("action", choices=("export", "add", "retire"), help="export, add FILE, or retire FINGERPRINT")
+    keys.add_argument("subject", nargs="?", metavar="FILE|FINGERPRINT")
 
     fetch = command("schemas", "The Cluster API and CAPA CRD schemas that validation uses.")
     fetch.add_argument("action", choices=("fetch",), help="fetch: download the pinned CRDs into the cache")
@@ -70,7 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     color = sys.stderr.isatty() and "NO_COLOR" not in env and not actions
     reporter = Reporter(actions=actions, verbose=args.verbose, color=color)
     try:
-        settings = load_settings(env, Path.cwd(), target=args.target, fleet=args.fleet)
+        settings = load_settings(
+            env, Path.cwd(), target=args.target, fleet=args.fleet, github_repo=getattr(args, "github_repo", None)
+        )
         return _dispatch(args, settings, reporter)
     except SpecError as exc:
         if actions and exc.line is not None and args.command == "new-cluster" and args.spec:
@@ -92,11 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
     if args.command == "new-cluster":
-        return new_cluster.run(args.name, args.spec, settings, reporter)
+        return new_cluster.run(args.name, args.spec, args.review, settings, reporter)
     if args.command == "approve":
-        return approve.run(args.name, settings, reporter)
+        return approve.run(None if args.keys else args.name, settings, reporter)
+    if args.command == "merge":
+        return merge.run(args.name, settings, reporter)
     if args.command == "keys":
-        return keys.run(args.action, settings)
+        return keys.run(args.action, settings, args.subject)
+    if args.command == "verify":
+        return verify.run(args.ref, settings)
     if args.command == "schemas":
         return schemas.run(args.action, settings)
     return local.run(args.action, settings, reporter)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import BadInput
@@ -12,6 +12,17 @@ from pipeline.model import Target
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FLEET = "fleet.git"
 DEFAULT_STATE_DIR = ".pipeline"
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    """Where pull requests are opened; the token never appears in a repr, a log or a file."""
+
+    api_url: str
+    repo: str | None  # owner/name; parsed from the fleet remote when None
+    token: str | None = field(repr=False)
+    labels: tuple[str, ...]
+    reviewers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,7 @@ class Settings:
     signing_key: str | None  # fingerprint of the key that signs fleet commits (aws target)
     provider_mirror: Path | None  # a Terraform provider filesystem mirror, configured explicitly
     plugin_cache: Path  # shared by every cluster's Terraform work dir
+    github: GitHubSettings
     project_root: Path = PROJECT_ROOT
 
     @property
@@ -59,6 +71,7 @@ def load_settings(
     *,
     target: str | None = None,
     fleet: str | None = None,
+    github_repo: str | None = None,
 ) -> Settings:
     chosen = target or env.get("PIPELINE_TARGET", "local")
     if chosen not in ("local", "aws"):
@@ -80,7 +93,18 @@ def load_settings(
         signing_key=env.get("PIPELINE_SIGNING_KEY") or None,
         provider_mirror=(cwd / mirror).resolve() if mirror else None,
         plugin_cache=(cwd / plugin_cache).resolve(),
+        github=GitHubSettings(
+            api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+            repo=github_repo or env.get("PIPELINE_GITHUB_REPO") or None,
+            token=env.get("GITHUB_TOKEN") or None,
+            labels=_names(env.get("PIPELINE_PR_LABELS", "")),
+            reviewers=_names(env.get("PIPELINE_PR_REVIEWERS", "")),
+        ),
     )
+
+
+def _names(listed: str) -> tuple[str, ...]:
+    return tuple(sorted({name.strip() for name in listed.split(",") if name.strip()}))
 
 
 def is_git_url(location: str) -> bool:

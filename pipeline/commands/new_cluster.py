@@ -5,24 +5,42 @@ spec → network (Terraform) → render → validate → commit (signed, on clus
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pipeline import commit, fleet, journal, local_endpoint, network, render, schemas, signing, spec, validate
+from pipeline import (
+    commit,
+    fleet,
+    journal,
+    local_endpoint,
+    network,
+    pr_body,
+    render,
+    review,
+    schemas,
+    signing,
+    spec,
+    validate,
+)
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK, BadInput
+from pipeline.github import PullRequest
 from pipeline.model import AwsAccess, ClusterSpec, CommitResult, Manifests, NetworkResult
 from pipeline.report import Reporter
 
 
-def run(name: str, spec_path: Path | None, settings: Settings, reporter: Reporter) -> int:
+def run(name: str, spec_path: Path | None, review_mode: str, settings: Settings, reporter: Reporter) -> int:
     source = _read_spec(name, spec_path)
-    # Everything the spec alone can tell is checked before anything is written anywhere.
+    # Everything the inputs alone can tell is checked before anything is written anywhere.
     spec.parse(source, name)
+    if review_mode == "github":
+        review.check(settings)
     with journal.run(settings.journal_dir, name, "new-cluster") as record:
         signer = signing.signer_for(settings)
         fleet.ensure_fleet(settings, signer)
         on_main = fleet.cluster_manifests(settings)
         others = tuple(m for m in on_main if m.cluster != name)
+        mine_on_main = {f.path: f.content for m in on_main if m.cluster == name for f in m.files}
         taken = [cidr for cidr in map(validate.vpc_cidr, others) if cidr is not None]
         cluster = spec.parse(source, name, taken, _current_cidr(settings, name, on_main))
         record.stage("spec", cluster.fingerprint(), {"cidr": cluster.network.cidr})
@@ -42,9 +60,10 @@ def run(name: str, spec_path: Path | None, settings: Settings, reporter: Reporte
             reporter.info("CRD schemas, kubectl kustomize and fleet rules pass")
         record.stage("validate", manifests.fingerprint(), {"valid": True})
 
+        run_id = str(record.record["run"])
         with reporter.stage("commit"):
             trailers = {
-                "Pipeline-Run": str(record.record["run"]),
+                "Pipeline-Run": run_id,
                 "Spec-Fingerprint": cluster.fingerprint(),
                 "Network-Fingerprint": result.outputs.fingerprint(),
                 "State-Serial": str(result.state_serial),
@@ -52,8 +71,23 @@ def run(name: str, spec_path: Path | None, settings: Settings, reporter: Reporte
             outcome = commit.commit(manifests, settings, signer, trailers, _summary(cluster))
             _report_commit(reporter, outcome)
         record.stage("commit", manifests.fingerprint(), {"commit": outcome.commit, "changed": outcome.changed})
+
+        pull = None
+        on_main_already = mine_on_main == {m.path: m.content for m in manifests.files}
+        if review_mode == "github" and not on_main_already:
+            with reporter.stage("review"):
+                provenance = pr_body.Provenance(signer.fingerprint, run_id, pr_body.workflow_run_url(os.environ))
+                pull = review.open_pull_request(
+                    settings,
+                    outcome.branch,
+                    pr_body.title(cluster, new=not mine_on_main),
+                    pr_body.body(cluster, result, mine_on_main, manifests, provenance),
+                    outcome.changed,
+                )
+                reporter.info(f"pull request #{pull.number}: {pull.url}")
+            record.stage("review", manifests.fingerprint(), {"pull_request": pull.url})
         record.finish("succeeded", commit=outcome.commit)
-    _print_next_steps(name, cluster, result, manifests, outcome)
+    _print_next_steps(cluster, result, manifests, outcome, pull=pull, on_main_already=on_main_already)
     return EXIT_OK
 
 
@@ -115,13 +149,24 @@ def _report_commit(reporter: Reporter, outcome: CommitResult) -> None:
 
 
 def _print_next_steps(
-    name: str, cluster: ClusterSpec, result: NetworkResult, manifests: Manifests, outcome: CommitResult
+    cluster: ClusterSpec,
+    result: NetworkResult,
+    manifests: Manifests,
+    outcome: CommitResult,
+    *,
+    pull: PullRequest | None,
+    on_main_already: bool,
 ) -> None:
+    name = cluster.name
     zones = sorted({s.zone for s in result.outputs.subnets})
     print(
         f"cluster {name}: {cluster.region}, VPC {result.outputs.vpc_id} ({result.outputs.vpc_cidr}), "
         f"zones {', '.join(zones)}"
     )
     print(f"manifests: {len(manifests.files)} files on {outcome.branch} at {outcome.commit}")
-    if outcome.changed:
+    if on_main_already:
+        print("main already holds these manifests; nothing to review")
+    elif pull is not None:
+        print(f"next: a reviewer approves {pull.url}, then: python -m pipeline merge {name}")
+    else:
         print(f"next: review and approve it: python -m pipeline approve {name}")

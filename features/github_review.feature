@@ -1,0 +1,22 @@
+Feature: A reviewer approves the generated pull request and main's head verifies
+  On GitHub, merge buttons sign with GitHub's own key, which Flux must not
+  trust. The pipeline opens the pull request; once a reviewer approves it,
+  `merge` fast-forwards main to the very commit they approved, signed by the
+  fleet's key.
+
+  Scenario: An approved pull request becomes main, signed by a trusted key
+    Given an empty fleet hosted on GitHub as "acme/fleet"
+    When I run new-cluster "web" for review on GitHub
+    Then the run succeeds
+    And GitHub has one open pull request from "cluster/web" that describes the network
+    When I run new-cluster "web" for review on GitHub
+    Then the run succeeds
+    And GitHub still has one pull request from "cluster/web", not updated
+    When I run merge "web"
+    Then the run is blocked because the pull request is not approved
+    When a reviewer approves the pull request at its head
+    And I run merge "web"
+    Then the run succeeds
+    And main's head is the approved commit
+    And main holds a commit signed by a trusted key
+    And the token appears nowhere the runs wrote

@@ -1,0 +1,98 @@
+"""A reviewer approves the generated pull request on GitHub, and main's head verifies."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_bdd import given, parsers, scenarios, then, when
+
+from features.conftest import World
+from tests.github_fake import BOT, TOKEN, FakeGitHub
+
+scenarios("github_review.feature")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def github(world: World) -> Iterator[FakeGitHub]:
+    def head_of(branch: str) -> str | None:
+        found = subprocess.run(
+            ["git", "--git-dir", str(world.fleet), "rev-parse", "--verify", "-q", f"refs/heads/{branch}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return found.stdout.strip() or None
+
+    with FakeGitHub(repos={"acme/fleet": (BOT, "alice")}, resolve_head=head_of) as fake:
+        yield fake
+
+
+@given(parsers.parse('an empty fleet hosted on GitHub as "{repo}"'))
+def fleet_on_github(world: World, github: FakeGitHub, repo: str) -> None:
+    assert not world.fleet.exists()
+    world.env.update(GITHUB_API_URL=github.url, GITHUB_TOKEN=TOKEN, PIPELINE_GITHUB_REPO=repo)
+
+
+@when(parsers.parse('I run new-cluster "{name}" for review on GitHub'))
+def new_cluster_on_github(world: World, github: FakeGitHub, name: str) -> None:
+    world.requests_before = len(github.requests)
+    world.pipeline("new-cluster", name, "--review", "github")
+
+
+@then(parsers.parse('GitHub has one open pull request from "{branch}" that describes the network'))
+def one_pull_request(world: World, github: FakeGitHub, branch: str) -> None:
+    pulls = github.open_pulls()
+    assert [(p.head, p.base) for p in pulls] == [(branch, "main")]
+    body = pulls[0].body or ""
+    vpc_id = world.git("show", f"{branch}:clusters/web/awscluster.yaml").split("id: ")[1].split()[0].strip('"')
+    assert f"VPC `{vpc_id}`" in body
+    assert "## Manifests" in body and "clusters/web/awscluster.yaml" in body
+    assert "## Provenance" in body and "Pipeline run `" in body
+
+
+@then(parsers.parse('GitHub still has one pull request from "{branch}", not updated'))
+def pull_request_untouched(world: World, github: FakeGitHub, branch: str) -> None:
+    assert len(github.open_pulls(branch)) == 1
+    writes = [r for r in github.requests[world.requests_before :] if r.method != "GET"]
+    assert writes == []
+
+
+@when(parsers.parse('I run merge "{name}"'))
+def run_merge(world: World, name: str) -> None:
+    world.pipeline("merge", name)
+
+
+@then("the run is blocked because the pull request is not approved")
+def blocked_unapproved(world: World) -> None:
+    assert world.last is not None
+    assert world.last.returncode == 3, world.last.stderr
+    assert "not approved" in world.last.stderr
+    assert world.git("rev-parse", "main") != world.git("rev-parse", "cluster/web")
+
+
+@when("a reviewer approves the pull request at its head")
+def reviewer_approves(world: World, github: FakeGitHub) -> None:
+    (pull,) = github.open_pulls()
+    world.approved = world.git("rev-parse", pull.head).strip()
+    github.add_review(pull.number, "alice", "APPROVED", world.approved)
+
+
+@then("main's head is the approved commit")
+def main_is_approved_commit(world: World) -> None:
+    assert world.git("rev-parse", "main").strip() == world.approved
+
+
+@then("the token appears nowhere the runs wrote")
+def token_nowhere(world: World) -> None:
+    outputs = "".join(r.stdout + r.stderr for r in world.history)
+    assert TOKEN not in outputs
+    everything = world.git("log", "--all", "-p", "--format=%H%n%B")
+    assert TOKEN not in everything
+    for path in Path(world.env["PIPELINE_STATE_DIR"]).rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < 5_000_000:
+            assert TOKEN.encode() not in path.read_bytes(), path

@@ -1,0 +1,147 @@
+"""The pull request a reviewer decides from: the cluster, the network Terraform made, the manifest diff."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pipeline.model import ClusterSpec, Manifests, NetworkResult
+
+# GitHub refuses bodies over 65,536 characters; the diff gives way first.
+MAX_BODY = 65_000
+_TRUNCATED = "\n… diff truncated; see the branch for the full change\n"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    signer: str  # fingerprint of the key that signed the head
+    run_id: str
+    run_url: str | None  # the workflow run, when in GitHub Actions
+
+
+def workflow_run_url(env: Mapping[str, str]) -> str | None:
+    """The Actions run that made the change, from the variables GitHub Actions sets."""
+    needed = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    if env.get("GITHUB_ACTIONS") != "true" or not all(env.get(name) for name in needed):
+        return None
+    return f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+
+
+def manifest_diff(on_main: Mapping[str, str], manifests: Manifests) -> tuple[tuple[tuple[str, str], ...], str]:
+    """Per-file status against main and one unified diff, files in path order."""
+    after = {m.path: m.content for m in manifests.files}
+    statuses: list[tuple[str, str]] = []
+    chunks: list[str] = []
+    for path in sorted(set(on_main) | set(after)):
+        old, new = on_main.get(path), after.get(path)
+        if old == new:
+            continue
+        statuses.append((path, "added" if old is None else "removed" if new is None else "changed"))
+        chunks.extend(
+            difflib.unified_diff(
+                (old or "").splitlines(keepends=True),
+                (new or "").splitlines(keepends=True),
+                fromfile=f"a/{path}" if old is not None else "/dev/null",
+                tofile=f"b/{path}" if new is not None else "/dev/null",
+            )
+        )
+    return tuple(statuses), "".join(chunks)
+
+
+def title(cluster: ClusterSpec, new: bool) -> str:
+    verb = "Create" if new else "Update"
+    return f"{verb} cluster {cluster.name} ({cluster.region}, Kubernetes {cluster.kubernetes_version})"
+
+
+def body(
+    cluster: ClusterSpec,
+    network: NetworkResult,
+    on_main: Mapping[str, str],
+    manifests: Manifests,
+    provenance: Provenance,
+) -> str:
+    statuses, diff = manifest_diff(on_main, manifests)
+    head = "\n".join([*_cluster(cluster), *_network(cluster, network), *_files(statuses), ""])
+    tail = "\n".join(["", *_provenance(provenance), ""])
+    return head + _diff_block(diff, MAX_BODY - len(head) - len(tail)) + tail
+
+
+def _cluster(cluster: ClusterSpec) -> list[str]:
+    pools = ", ".join(f"`{p.name}`: {p.replicas} x {p.instance_type}" for p in cluster.workers) or "none"
+    cp = cluster.control_plane
+    return [
+        f"## Cluster `{cluster.name}`",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Region | {cluster.region} |",
+        f"| Kubernetes | {cluster.kubernetes_version} |",
+        f"| Control plane | {cp.replicas} x {cp.instance_type} |",
+        f"| Worker pools | {pools} |",
+        "",
+    ]
+
+
+def _network(cluster: ClusterSpec, network: NetworkResult) -> list[str]:
+    out = network.outputs
+    changes = network.changes
+    zones = sorted({s.zone for s in out.subnets})
+    by_zone = {(s.zone, s.public): s for s in out.subnets}
+    lines = [
+        "## Network (Terraform)",
+        "",
+        f"VPC `{out.vpc_id}` `{out.vpc_cidr}` in {len(zones)} zones; "
+        f"NAT: {cluster.network.nat_gateways} ({', '.join(f'`{n}`' for n in out.nat_gateway_ids) or 'none'}).",
+        "",
+        "| Zone | Public subnet | Private subnet |",
+        "|---|---|---|",
+    ]
+    for zone in zones:
+        cells = [by_zone.get((zone, public)) for public in (True, False)]
+        shown = [f"`{s.id}` {s.cidr}" if s else "—" for s in cells]
+        lines.append(f"| {zone} | {shown[0]} | {shown[1]} |")
+    endpoints = ", ".join(f"`{service}` (`{vpce}`)" for service, vpce in out.endpoint_ids) or "none"
+    if out.bastion is None:
+        bastion = "none"
+    else:
+        allowed = ", ".join(cluster.bastion.allowed_cidrs) or "nobody (no SSH rule)"
+        bastion = f"`{out.bastion.instance_id}` at {out.bastion.public_ip}, SSH from {allowed}"
+    lines += [
+        "",
+        f"- VPC endpoints: {endpoints}",
+        f"- Bastion: {bastion}",
+        f"- Terraform: {changes.add} to add, {changes.change} to change, {changes.destroy} to destroy "
+        f"(state serial {network.state_serial})",
+        "",
+    ]
+    return lines
+
+
+def _files(statuses: tuple[tuple[str, str], ...]) -> list[str]:
+    if not statuses:
+        return ["## Manifests", "", "Identical to main.", ""]
+    return ["## Manifests", "", "| File | Change |", "|---|---|", *(f"| `{p}` | {s} |" for p, s in statuses), ""]
+
+
+def _diff_block(diff: str, room: int) -> str:
+    if not diff:
+        return ""
+    fence = "````"  # longer than any backtick run a YAML file is likely to hold
+    frame = f"<details><summary>Diff against main</summary>\n\n{fence}diff\n\n{fence}\n</details>\n"
+    budget = room - len(frame)
+    if len(diff) > budget:
+        diff = diff[: max(budget - len(_TRUNCATED), 0)].rsplit("\n", 1)[0] + _TRUNCATED
+    return f"<details><summary>Diff against main</summary>\n\n{fence}diff\n{diff}{fence}\n</details>\n"
+
+
+def _provenance(provenance: Provenance) -> list[str]:
+    lines = [
+        "## Provenance",
+        "",
+        f"- Signed by OpenPGP key `{provenance.signer}` (Flux applies only commits signed by the fleet's keys)",
+        f"- Pipeline run `{provenance.run_id}`",
+    ]
+    if provenance.run_url:
+        lines.append(f"- Workflow run: {provenance.run_url}")
+    return lines

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import pr_body
+from pipeline.model import Manifest, Manifests, NetworkResult, PlanSummary
+from pipeline.render import render
+from tests.fixtures_render import sample_outputs, sample_spec
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+PROVENANCE = pr_body.Provenance("ABCDEF0123456789", "20261123T120000Z-abc123", None)
+
+
+def network() -> NetworkResult:
+    return NetworkResult(sample_outputs(), PlanSummary(add=22, change=0, destroy=0), state_serial=1)
+
+
+def test_a_new_cluster_body_tells_the_reviewer_everything_they_decide_on():
+    cluster = sample_spec()
+    manifests = render(cluster, sample_outputs(), TEMPLATES)
+    text = pr_body.body(cluster, network(), {}, manifests, PROVENANCE)
+
+    outputs = sample_outputs()
+    assert f"## Cluster `{cluster.name}`" in text
+    assert f"| Region | {cluster.region} |" in text
+    assert f"| Kubernetes | {cluster.kubernetes_version} |" in text
+    assert f"| Control plane | {cluster.control_plane.replicas} x {cluster.control_plane.instance_type} |" in text
+    for pool in cluster.workers:
+        assert f"`{pool.name}`: {pool.replicas} x {pool.instance_type}" in text
+    assert f"VPC `{outputs.vpc_id}` `{outputs.vpc_cidr}`" in text
+    for subnet in outputs.subnets:
+        assert f"`{subnet.id}` {subnet.cidr}" in text
+    for service, vpce in outputs.endpoint_ids:
+        assert f"`{service}` (`{vpce}`)" in text
+    assert "22 to add, 0 to change, 0 to destroy" in text
+    for manifest in manifests.files:
+        assert f"| `{manifest.path}` | added |" in text
+    assert "ABCDEF0123456789" in text and "20261123T120000Z-abc123" in text
+    assert "Workflow run" not in text
+
+
+def test_the_diff_shows_only_what_changed_against_main():
+    manifests = Manifests("demo", (Manifest("clusters/demo/a.yaml", "x: 2\n"), Manifest("clusters/demo/b.yaml", "b\n")))
+    on_main = {"clusters/demo/a.yaml": "x: 1\n", "clusters/demo/b.yaml": "b\n", "clusters/demo/old.yaml": "o\n"}
+    statuses, diff = pr_body.manifest_diff(on_main, manifests)
+    assert statuses == (("clusters/demo/a.yaml", "changed"), ("clusters/demo/old.yaml", "removed"))
+    assert "-x: 1\n+x: 2\n" in diff
+    assert "--- a/clusters/demo/old.yaml\n+++ /dev/null\n" in diff
+    assert "b.yaml" not in diff
+
+
+def test_the_body_is_deterministic_and_fits_githubs_limit():
+    cluster = sample_spec()
+    big = Manifests("demo", (Manifest("clusters/demo/big.yaml", "".join(f"line{i}: {i}\n" for i in range(20000))),))
+    first = pr_body.body(cluster, network(), {}, big, PROVENANCE)
+    assert first == pr_body.body(cluster, network(), {}, big, PROVENANCE)
+    assert len(first) <= pr_body.MAX_BODY
+    assert "diff truncated" in first
+    assert first.rstrip().endswith("`20261123T120000Z-abc123`")
+
+
+def test_in_actions_the_body_links_the_workflow_run():
+    env = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "acme/infra",
+        "GITHUB_RUN_ID": "42",
+    }
+    url = pr_body.workflow_run_url(env)
+    assert url == "https://github.com/acme/infra/actions/runs/42"
+    assert pr_body.workflow_run_url({**env, "GITHUB_ACTIONS": "false"}) is None
+    text = pr_body.body(sample_spec(), network(), {}, Manifests("demo", ()), pr_body.Provenance("F", "r", url))
+    assert f"- Workflow run: {url}" in text
