@@ -73,7 +73,12 @@ def ensure_fleet(settings: Settings, signer: Signer) -> None:
             git.stage_all(checkout)
             git.commit(checkout, _initial_message(signer), signer)
             git.push(checkout, MAIN)
-        os.rename(building, final)
+        try:
+            os.rename(building, final)
+        except OSError:
+            # Another run created the fleet first: theirs stands, ours is discarded.
+            if not final.exists():
+                raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -26,6 +27,7 @@ START_DEADLINE = 30.0
 STOP_DEADLINE = 10.0
 _RECORD = "local-endpoint.json"
 _LOG = "local-endpoint.log"
+_LOCK = "local-endpoint.lock"
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,14 @@ def up(settings: Settings) -> Endpoint:
                 "start that endpoint or unset PIPELINE_AWS_ENDPOINT to use the embedded one"
             )
         return Endpoint(settings.aws_endpoint, None, running=True)
-    recorded = status(settings)
-    if recorded is not None and recorded.running:
-        return recorded
-    return _start(settings)
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # Runs started together must share one server, not race to start one each.
+    with (settings.state_dir / _LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        recorded = status(settings)
+        if recorded is not None and recorded.running:
+            return recorded
+        return _start(settings)
 
 
 def status(settings: Settings) -> Endpoint | None:

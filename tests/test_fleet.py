@@ -3,6 +3,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,29 @@ def test_cluster_manifests_reads_each_cluster(
             ),
         ),
     )
+
+
+def test_runs_creating_the_fleet_together_leave_one_signed_fleet(
+    settings: config.Settings, signer: signing.Signer
+) -> None:
+    start = time.time() + 1.0
+    code = (
+        "import os, sys, time; from pathlib import Path; from pipeline import config, fleet, signing\n"
+        "settings = config.load_settings(os.environ, Path(sys.argv[2]))\n"
+        "signer = signing.signer_for(settings)\n"
+        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
+        "fleet.ensure_fleet(settings, signer)\n"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(start), str(Path(settings.fleet).parent)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    errors = [child.communicate(timeout=120)[1] for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0], errors
+    remote = Path(settings.fleet)
+    assert [p.name for p in remote.parent.iterdir() if p.name.startswith(".fleet.git")] == []
+    assert signing.verify_commit(remote, "main", fleet.trusted_keys(settings)) == signer.fingerprint

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,36 @@ def test_a_configured_endpoint_that_does_not_answer_is_named(tmp_path, monkeypat
 
     with pytest.raises(LocalEndpointError, match=re.escape("PIPELINE_AWS_ENDPOINT=http://127.0.0.1:")):
         local_endpoint.ensure(_settings(tmp_path, monkeypatch), "us-east-1")
+
+
+def test_runs_started_together_share_one_server(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch)
+    start = time.time() + 1.0
+    code = (
+        "import os, sys, time; from pathlib import Path; from pipeline import config, local_endpoint\n"
+        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
+        "print(local_endpoint.up(config.load_settings(os.environ, Path(sys.argv[2]))).url)\n"
+    )
+    children = [
+        subprocess.Popen([sys.executable, "-c", code, str(start), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    urls = {child.communicate(timeout=60)[0].strip() for child in children}
+    servers = [
+        pid
+        for url in urls
+        for pid in subprocess.run(
+            ["pgrep", "-f", f"moto.server -H 127.0.0.1 -p {url.rsplit(':', 1)[1]}$"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+    ]
+    try:
+        assert [child.returncode for child in children] == [0, 0, 0]
+        assert len(urls) == 1
+        assert len(servers) == 1
+    finally:
+        local_endpoint.down(settings)
+        for pid in servers:  # a second server would mean the lock failed; never leave it running
+            subprocess.run(["kill", pid], check=False)
