@@ -14,6 +14,8 @@ from pipeline.model import Manifest, Manifests
 from pipeline.signing import Signer, export_public
 
 MAIN = "main"
+# refs/fleet/cidr/<block>: one ref per claimed VPC CIDR, its commit's subject names the cluster.
+CIDR_CLAIMS = "fleet/cidr"
 SYSTEM_DIR = "flux/system/"
 SYSTEM_KUSTOMIZATION = "flux/system/kustomization.yaml"
 KEYS_DIR = "flux/system/keys/"
@@ -128,6 +130,42 @@ def clusters_at(checkout: git.Checkout, rev: str) -> tuple[Manifests, ...]:
     flux = git.read_tree(checkout, rev, FLUX_CLUSTERS_DIR)
     names = sorted({path.split("/")[1] for path in files if path.count("/") >= 2})
     return tuple(_cluster(name, files, flux) for name in names)
+
+
+def cidr_claims(settings: Settings) -> dict[str, str]:
+    """VPC CIDRs claimed in the fleet, by the cluster that holds each; claims outlive review."""
+    with git.clone(settings.fleet) as checkout:
+        return {_cidr_of(key): holder for key, holder in git.claims(checkout, CIDR_CLAIMS).items()}
+
+
+def claim_cidr(settings: Settings, cidr: str, cluster: str) -> str:
+    """Claim `cidr` for `cluster` across every run on every machine; the cluster holding it after.
+
+    A cluster's other claims are released once it holds this one (its CIDR changed).
+    """
+    with git.clone(settings.fleet) as checkout:
+        holder = git.claim(checkout, CIDR_CLAIMS, _claim_key(cidr), cluster)
+        if holder == cluster:
+            for key, other in git.claims(checkout, CIDR_CLAIMS).items():
+                if other == cluster and key != _claim_key(cidr):
+                    git.unclaim(checkout, CIDR_CLAIMS, key)
+        return holder
+
+
+def release_cidrs(settings: Settings, cluster: str) -> None:
+    with git.clone(settings.fleet) as checkout:
+        for key, holder in git.claims(checkout, CIDR_CLAIMS).items():
+            if holder == cluster:
+                git.unclaim(checkout, CIDR_CLAIMS, key)
+
+
+def _claim_key(cidr: str) -> str:
+    return cidr.replace("/", "-")
+
+
+def _cidr_of(key: str) -> str:
+    address, _, prefix = key.rpartition("-")
+    return f"{address}/{prefix}"
 
 
 def owned_paths(name: str) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -200,14 +201,45 @@ def push(checkout: Checkout, branch: str, lease: str | None = None) -> None:
         ) from failed
 
 
+def claims(checkout: Checkout, namespace: str) -> dict[str, str]:
+    """Every claim under refs/<namespace>/ on the remote: its key, and who holds it."""
+    refs = f"refs/{namespace}"
+    _git(checkout, ["fetch", "--quiet", "origin", f"+{refs}/*:{refs}/*"], f"cannot read {refs}", "run again")
+    listed = _git(
+        checkout,
+        ["for-each-ref", "--format=%(refname)%00%(contents:subject)", f"{refs}/"],
+        f"cannot list {refs}",
+        "run again",
+    )
+    held = (line.split("\0", 1) for line in listed.splitlines() if line)
+    return {ref.removeprefix(f"{refs}/"): holder for ref, holder in held}
+
+
+def claim(checkout: Checkout, namespace: str, key: str, holder: str) -> str:
+    """Claim refs/<namespace>/<key> for `holder` unless someone holds it; who holds it afterwards.
+
+    The push creates the ref only if it does not exist yet, which the remote decides
+    atomically: of two runs claiming one key at the same moment, exactly one wins.
+    """
+    ref = f"refs/{namespace}/{key}"
+    empty_tree = _git(checkout, ["hash-object", "-t", "tree", "-w", os.devnull], "cannot claim", "run again")
+    token = str(checkout.repo.git.execute(["git", "commit-tree", empty_tree, "-m", holder], env=_identity()))
+    try:
+        checkout.repo.git.execute(["git", "push", "--quiet", f"--force-with-lease={ref}:", "origin", f"{token}:{ref}"])
+    except gitpython.GitCommandError as failed:
+        if not any(reason in str(failed.stderr) for reason in _MOVED):
+            raise GitError(f"cannot claim {ref} in {checkout.remote}: {_reason(failed)}") from failed
+        return claims(checkout, namespace).get(key, "")
+    return holder
+
+
+def unclaim(checkout: Checkout, namespace: str, key: str) -> None:
+    ref = f"refs/{namespace}/{key}"
+    _git(checkout, ["push", "--quiet", "origin", f":{ref}"], f"cannot release {ref}", "run again")
+
+
 def _signed(checkout: Checkout, args: Sequence[str], signer: signing.Signer) -> None:
-    name, email = IDENTITY
-    identity = {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-    }
+    identity = _identity()
     branch = checkout.repo.head.reference.name
     with signing.gpg_env(signer.gnupg_home) as env:
         try:
@@ -228,6 +260,16 @@ def _signed(checkout: Checkout, args: Sequence[str], signer: signing.Signer) -> 
                     "re-run new-cluster to rebuild the review branch from main"
                 ) from failed
             raise GitError(f"git {args[0]} on {branch} failed in {checkout.remote}: {_reason(failed)}") from failed
+
+
+def _identity() -> dict[str, str]:
+    name, email = IDENTITY
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
 
 
 def _git(checkout: Checkout, args: Sequence[str], what: str, fix: str) -> str:

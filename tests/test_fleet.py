@@ -131,3 +131,42 @@ def test_runs_creating_the_fleet_together_leave_one_signed_fleet(
     remote = Path(settings.fleet)
     assert [p.name for p in remote.parent.iterdir() if p.name.startswith(".fleet.git")] == []
     assert signing.verify_commit(remote, "main", fleet.trusted_keys(settings)) == signer.fingerprint
+
+
+def test_a_cidr_is_claimed_once_and_a_cluster_keeps_one_claim(
+    settings: config.Settings, fleet_signer: signing.Signer
+) -> None:
+    assert fleet.claim_cidr(settings, "10.20.0.0/16", "alpha") == "alpha"
+    assert fleet.claim_cidr(settings, "10.20.0.0/16", "beta") == "alpha"
+    assert fleet.claim_cidr(settings, "10.21.0.0/16", "beta") == "beta"
+    assert fleet.cidr_claims(settings) == {"10.20.0.0/16": "alpha", "10.21.0.0/16": "beta"}
+
+    assert fleet.claim_cidr(settings, "10.22.0.0/16", "alpha") == "alpha"
+    assert fleet.cidr_claims(settings) == {"10.21.0.0/16": "beta", "10.22.0.0/16": "alpha"}
+    fleet.release_cidrs(settings, "alpha")
+    assert fleet.cidr_claims(settings) == {"10.21.0.0/16": "beta"}
+    assert "refs/fleet/cidr/10.21.0.0-16" in fleet_git(settings.fleet, "for-each-ref")
+
+
+def test_runs_claiming_one_cidr_at_the_same_moment_get_one_winner(
+    settings: config.Settings, fleet_signer: signing.Signer
+) -> None:
+    start = time.time() + 1.0
+    code = (
+        "import os, sys, time; from pathlib import Path; from pipeline import config, fleet\n"
+        "settings = config.load_settings(os.environ, Path(sys.argv[2]))\n"
+        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
+        "print(fleet.claim_cidr(settings, '10.20.0.0/16', sys.argv[3]))\n"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(start), str(Path(settings.fleet).parent), name],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("one", "two", "three")
+    ]
+    holders = {child.communicate(timeout=120)[0].strip() for child in children}
+    assert [child.returncode for child in children] == [0, 0, 0]
+    assert len(holders) == 1
+    assert fleet.cidr_claims(settings) == {"10.20.0.0/16": holders.pop()}

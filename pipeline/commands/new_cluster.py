@@ -23,10 +23,12 @@ from pipeline import (
     validate,
 )
 from pipeline.config import Settings
-from pipeline.errors import EXIT_OK, BadInput
+from pipeline.errors import EXIT_OK, BadInput, Blocked
 from pipeline.github import PullRequest
 from pipeline.model import AwsAccess, ClusterSpec, CommitResult, Manifests, NetworkResult
 from pipeline.report import Reporter
+
+_CLAIM_ATTEMPTS = 5
 
 
 def run(name: str, spec_path: Path | None, review_mode: str, settings: Settings, reporter: Reporter) -> int:
@@ -41,8 +43,7 @@ def run(name: str, spec_path: Path | None, review_mode: str, settings: Settings,
         on_main = fleet.cluster_manifests(settings)
         others = tuple(m for m in on_main if m.cluster != name)
         mine_on_main = {f.path: f.content for m in on_main if m.cluster == name for f in m.files}
-        taken = [cidr for cidr in map(validate.vpc_cidr, others) if cidr is not None]
-        cluster = spec.parse(source, name, taken, _current_cidr(settings, name, on_main))
+        cluster = _claim_network(source, name, settings, on_main)
         record.stage("spec", cluster.fingerprint(), {"cidr": cluster.network.cidr})
 
         with reporter.stage("network"):
@@ -99,6 +100,28 @@ def _read_spec(name: str, spec_path: Path | None) -> spec.SpecSource:
     except OSError as exc:
         raise BadInput(f"--spec {spec_path}: {exc.strerror}; give the path of a cluster spec YAML") from None
     return spec.read(text, str(spec_path))
+
+
+def _claim_network(
+    source: spec.SpecSource, name: str, settings: Settings, on_main: tuple[Manifests, ...]
+) -> ClusterSpec:
+    """The spec with a VPC CIDR that this cluster holds in the fleet, claimed before Terraform runs.
+
+    Runs started together on any machines read the same fleet; the claim is what keeps two of
+    them from building overlapping networks.
+    """
+    claims = fleet.cidr_claims(settings)
+    taken = {cidr for m in on_main if m.cluster != name if (cidr := validate.vpc_cidr(m)) is not None}
+    taken |= {cidr for cidr, holder in claims.items() if holder != name}
+    current = next((cidr for cidr, holder in claims.items() if holder == name), None)
+    current = current or _current_cidr(settings, name, on_main)
+    for _ in range(_CLAIM_ATTEMPTS):
+        cluster = spec.parse(source, name, sorted(taken), current)
+        if fleet.claim_cidr(settings, cluster.network.cidr, name) == name:
+            return cluster
+        taken.add(cluster.network.cidr)
+        current = None
+    raise Blocked(f"no free VPC CIDR could be claimed for '{name}' in {_CLAIM_ATTEMPTS} tries; run again")
 
 
 def _current_cidr(settings: Settings, name: str, on_main: tuple[Manifests, ...]) -> str | None:
