@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -16,6 +17,7 @@ from pipeline.model import AwsAccess
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
     from mypy_boto3_sts import STSClient
 
 # Bounded: an unreachable endpoint must fail within seconds, a throttled call retries a little.
@@ -92,6 +94,65 @@ def subnet_ids(access: AwsAccess, vpc_id: str) -> tuple[str, ...]:
     with _translated("ec2:DescribeSubnets", vpc_id, "check AWS credentials and region"):
         found = _client(access, "ec2").describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
     return tuple(sorted(s["SubnetId"] for s in found["Subnets"]))
+
+
+def state_serial(access: AwsAccess, bucket: str, key: str) -> int | None:
+    """The serial of the Terraform state object s3://bucket/key, read without Terraform; None when absent."""
+    where = f"s3://{bucket}/{key}"
+    with _translated("s3:GetObject", where, "allow s3:GetObject on the state bucket"):
+        try:
+            body = _client(access, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as e:
+            if _code(e) in (*_MISSING_BUCKET, "NoSuchKey"):
+                return None
+            raise
+    try:
+        serial = json.loads(body).get("serial")
+    except (ValueError, AttributeError):
+        serial = None
+    # bool is an int to Python, never to Terraform.
+    if not isinstance(serial, int) or isinstance(serial, bool):
+        raise AwsError(f"{where} is not Terraform state (no integer 'serial'); check PIPELINE_STATE_BUCKET")
+    return serial
+
+
+def state_exists(access: AwsAccess, bucket: str, key: str) -> bool:
+    """Whether s3://bucket/key exists; a missing bucket counts as no state, and nothing is created."""
+    with _translated("s3:HeadObject", f"s3://{bucket}/{key}", "allow s3:GetObject on the state bucket"):
+        try:
+            _client(access, "s3").head_object(Bucket=bucket, Key=key)
+        except ClientError as e:
+            if _code(e) in (*_MISSING_BUCKET, "NoSuchKey"):
+                return False
+            raise
+    return True
+
+
+def delete_state(access: AwsAccess, bucket: str, key: str) -> int:
+    """Delete every version and delete marker of exactly `key`, so the state is gone, not hidden.
+
+    A plain delete in a versioned bucket only adds a marker. Returns how many were deleted.
+    """
+    s3 = _client(access, "s3")
+    where = f"s3://{bucket}/{key}"
+    with _translated("s3:ListObjectVersions", where, "allow s3:ListBucketVersions on the state bucket"):
+        found: list[ObjectIdentifierTypeDef] = [
+            {"Key": key, "VersionId": item["VersionId"]}
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+            for item in (*page.get("Versions", []), *page.get("DeleteMarkers", []))
+            if item["Key"] == key  # the prefix also matches the lock file beside the state
+        ]
+    with _translated("s3:DeleteObjectVersion", where, "allow s3:DeleteObjectVersion on the state bucket"):
+        for start in range(0, len(found), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = found[start : start + 1000]
+            errors = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors")
+            if errors:
+                first = errors[0]
+                raise AwsError(
+                    f"s3:DeleteObjectVersion on {where} failed for {len(errors)} versions: "
+                    f"{first.get('Code')}: {first.get('Message')}; allow s3:DeleteObjectVersion and run it again"
+                )
+    return len(found)
 
 
 def _bucket_exists(s3: S3Client, name: str) -> bool:

@@ -1,4 +1,9 @@
-"""The pipeline's failures, one type per kind; the CLI turns each into one line and an exit code."""
+"""The pipeline's failures, one type per kind; the CLI turns each into one line and an exit code.
+
+Exit codes: 0 done (or nothing to do), 1 failed, 2 bad input, 3 blocked by a lock or a conflict,
+4 `plan` found changes (not a failure: a script tells "would change" from "nothing to do"),
+130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BLOCKED = 3
+EXIT_CHANGES = 4  # `plan` only: the run it describes would change something
 EXIT_INTERRUPTED = 130
 
 

@@ -114,6 +114,16 @@ class NetworkResult:
 
 
 @dataclass(frozen=True)
+class NetworkPlan:
+    """What provisioning would change, found without changing anything."""
+
+    summary: PlanSummary
+    resources: tuple[tuple[str, str], ...]  # (address, add | change | destroy | replace), by address
+    replaces_network: tuple[str, ...]  # aws_vpc / aws_subnet addresses the plan replaces or destroys
+    outputs: NetworkOutputs | None  # the network as it is; None while the cluster has no state
+
+
+@dataclass(frozen=True)
 class Manifest:
     path: str  # relative to the fleet repo's root, POSIX separators
     content: str

@@ -4,38 +4,52 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline import aws, terraform
 from pipeline.config import Settings
 from pipeline.errors import BadInput, SpecError, TerraformError
-from pipeline.model import AwsAccess, Bastion, ClusterSpec, NetworkOutputs, NetworkResult, Subnet
+from pipeline.model import AwsAccess, Bastion, ClusterSpec, NetworkOutputs, NetworkPlan, NetworkResult, Subnet
 
 STACK = "cluster"
 VAR_FILE = "network.tfvars.json"
 STATE_LOCATION = "state-location.json"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# CAPA's AWSCluster names the VPC and subnets by id, and vpc.id is immutable.
+_NETWORK_TYPES = ("aws_vpc", "aws_subnet")
+_LOSSES = ("destroy", "replace")
+
+LineSink = Callable[[str], None]
 
 
 def provision(
     spec: ClusterSpec,
     access: AwsAccess,
     settings: Settings,
-    on_line: Callable[[str], None] | None = None,
+    on_line: LineSink | None = None,
+    force: bool = False,
 ) -> NetworkResult:
-    """Bring the cluster's network to match the spec; unchanged inputs plan nothing and apply nothing."""
+    """Bring the cluster's network to match the spec; unchanged inputs plan nothing and apply nothing.
+
+    A plan that would replace or destroy the VPC or a subnet is refused unless `force`: the
+    running cluster's manifests name them by id.
+    """
     account = aws.caller_identity(access)
     zones = _zones(spec, access)
     bucket = state_bucket(settings, account, access.region)
     ws = terraform.workspace(settings, spec.name, STACK, dict(access.env))
     _keep_state_location(ws.work_dir, spec.name, bucket, account)
     aws.ensure_state_bucket(access, bucket)
-    var_file = ws.work_dir / VAR_FILE
-    var_file.write_text(json.dumps(variables(spec, zones, access), indent=2, sort_keys=True) + "\n")
+    var_file = _write_variables(ws.work_dir, variables(spec, zones, access))
     terraform.init(ws, backend_config(bucket, spec.name, access), on_line)
     plan = terraform.plan(ws, var_file, on_line)
+    lost = _network_losses(plan.resources)
+    if lost and not force:
+        raise BadInput(_replacement_refused(lost))
     if plan.changed:
         terraform.apply(ws, plan, on_line)
     return NetworkResult(
@@ -45,12 +59,122 @@ def provision(
     )
 
 
+def plan(spec: ClusterSpec, access: AwsAccess, settings: Settings, on_line: LineSink | None = None) -> NetworkPlan:
+    """What `provision` would change, found without writing anything but a temporary directory.
+
+    The plan runs on a copy of the stack in a temporary directory, without taking the state
+    lock. A cluster without state (no bucket or no state object yet) is planned against an empty
+    local state, so no bucket is created and nothing is recorded under the state dir.
+    """
+    account = aws.caller_identity(access)
+    zones = _zones(spec, access)
+    bucket = state_bucket(settings, account, access.region)
+    _check_state_location(settings.terraform_work_dir(spec.name), spec.name, bucket, account)
+    has_state = aws.state_exists(access, bucket, state_key(spec.name))
+    with tempfile.TemporaryDirectory(prefix=f"plan-{spec.name}-") as root:
+        ws = terraform.scratch_workspace(settings, STACK, Path(root), dict(access.env), local_backend=not has_state)
+        var_file = _write_variables(ws.work_dir, variables(spec, zones, access))
+        terraform.init(ws, backend_config(bucket, spec.name, access) if has_state else {}, on_line)
+        saved = terraform.plan(ws, var_file, on_line, lock=False)
+        # From the stored state: the plan's own view re-evaluates outputs with the new variables.
+        current = terraform.outputs(ws) if has_state else {}
+    return NetworkPlan(
+        summary=saved.summary,
+        resources=tuple((r.address, r.action) for r in saved.resources),
+        replaces_network=tuple(r.address for r in _network_losses(saved.resources)),
+        outputs=network_outputs(current) if current else None,
+    )
+
+
+def destroy(name: str, region: str, access: AwsAccess, settings: Settings, on_line: LineSink | None = None) -> bool:
+    """Destroy the cluster's network, then its state and work dir; False when it has no state.
+
+    Idempotent: once the state is gone there is nothing to destroy. The state's versions are
+    deleted only after Terraform destroyed everything it held.
+    """
+    account = aws.caller_identity(access)
+    bucket = state_bucket(settings, account, region)
+    _check_state_location(settings.terraform_work_dir(name), name, bucket, account)
+    if not aws.state_exists(access, bucket, state_key(name)):
+        return False
+    ws = terraform.workspace(settings, name, STACK, dict(access.env))
+    terraform.init(ws, backend_config(bucket, name, access), on_line)
+    var_file = _write_variables(ws.work_dir, _applied_variables(ws, name, access))
+    terraform.destroy(ws, var_file, on_line)
+    for key in (state_key(name), lock_key(name)):
+        aws.delete_state(access, bucket, key)
+    shutil.rmtree(ws.work_dir)
+    return True
+
+
+def _applied_variables(ws: terraform.Workspace, name: str, access: AwsAccess) -> dict[str, object]:
+    """The variables the state was built with, good enough to destroy it.
+
+    The var file this machine last wrote, else (another machine, or CI) rebuilt from the
+    state's outputs: destroying needs no spec, only values that evaluate. The endpoint is
+    always today's: the local endpoint's address changes between sessions.
+    """
+    var_file = ws.work_dir / VAR_FILE
+    if var_file.exists():
+        known: dict[str, object] = json.loads(var_file.read_text())
+    else:
+        raw = terraform.outputs(ws)
+        if not raw:
+            raise TerraformError(
+                f"cannot destroy cluster '{name}': its state has no outputs and {var_file} is missing; "
+                "run new-cluster once to complete the network, then delete it"
+            )
+        out = network_outputs(raw)
+        zones = sorted({s.zone for s in out.subnets})
+        known = {"cluster_name": name, "region": out.region, "vpc_cidr": out.vpc_cidr, "zones": zones}
+    return known | {"aws_endpoint": access.endpoint}
+
+
+def _write_variables(work_dir: Path, values: Mapping[str, object]) -> Path:
+    var_file = work_dir / VAR_FILE
+    var_file.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    return var_file
+
+
+def _network_losses(resources: Sequence[terraform.ResourceChange]) -> tuple[terraform.ResourceChange, ...]:
+    return tuple(r for r in resources if r.type in _NETWORK_TYPES and r.action in _LOSSES)
+
+
+def _replacement_refused(lost: Sequence[terraform.ResourceChange]) -> str:
+    verbs = " and ".join(sorted({r.action for r in lost}))
+    return (
+        f"{_cause(lost)}: Terraform would {verbs} {', '.join(r.address for r in lost)} under a running cluster; "
+        "CAPA's vpc.id is immutable and its AWSCluster names every subnet by id; "
+        "pass --force to accept, after moving workloads off"
+    )
+
+
+def _cause(lost: Sequence[terraform.ResourceChange]) -> str:
+    """The spec change behind the loss, in the spec's own terms where it can be told."""
+    for change in lost:
+        for attribute, before, after in change.replaced_by:
+            if change.type == "aws_vpc" and attribute == "cidr_block":
+                return f"network.cidr changed ({before} -> {after})"
+    if all(r.action == "destroy" for r in lost):
+        return "network.zones lowered"
+    forced = sorted({f"{r.type}.{a} ({b} -> {c})" for r in lost for a, b, c in r.replaced_by})
+    return f"the network changed: {', '.join(forced) or 'see terraform plan'}"
+
+
 def _keep_state_location(work_dir: Path, cluster: str, bucket: str, account: str) -> None:
     """Refuse to move a cluster's state silently.
 
     Init runs with -reconfigure, so a different bucket would start from empty state and the
     apply would build a second network beside the first.
     """
+    wanted = _check_state_location(work_dir, cluster, bucket, account)
+    record = work_dir / STATE_LOCATION
+    if not record.exists():
+        record.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+
+
+def _check_state_location(work_dir: Path, cluster: str, bucket: str, account: str) -> dict[str, str]:
+    """The location record this bucket and account make; BadInput when the work dir records another."""
     record = work_dir / STATE_LOCATION
     wanted = {"account": account, "bucket": bucket, "key": state_key(cluster)}
     if record.exists():
@@ -62,8 +186,7 @@ def _keep_state_location(work_dir: Path, cluster: str, bucket: str, account: str
                 "set PIPELINE_STATE_BUCKET and your credentials back, or move the state with "
                 f"`terraform init -migrate-state` and delete {record}"
             )
-        return
-    record.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+    return wanted
 
 
 def state_bucket(settings: Settings, account_id: str, region: str) -> str:
@@ -78,6 +201,11 @@ def state_bucket(settings: Settings, account_id: str, region: str) -> str:
 
 def state_key(cluster: str) -> str:
     return f"clusters/{cluster}/network.tfstate"
+
+
+def lock_key(cluster: str) -> str:
+    """The S3 lock file Terraform's use_lockfile keeps beside the state."""
+    return f"{state_key(cluster)}.tflock"
 
 
 def backend_config(bucket: str, cluster: str, access: AwsAccess) -> dict[str, str]:
@@ -119,7 +247,8 @@ def variables(spec: ClusterSpec, zones: tuple[str, ...], access: AwsAccess) -> d
 
 def network_outputs(raw: Mapping[str, Any]) -> NetworkOutputs:
     try:
-        bastion = raw["bastion"]
+        # Terraform's state leaves out an output whose value is null, as the bastion's is when disabled.
+        bastion = raw.get("bastion")
         return NetworkOutputs(
             region=str(raw["region"]),
             vpc_id=str(raw["vpc_id"]),

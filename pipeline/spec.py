@@ -7,11 +7,12 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline.errors import SpecError
+from pipeline.errors import BadInput, SpecError
 from pipeline.model import (
     BastionSpec,
     ClusterSpec,
@@ -103,6 +104,17 @@ sshKeyName: ""
 tags:
   environment: dev
 """
+
+
+def load(name: str, path: Path | None) -> SpecSource:
+    """The spec at `path`, or the default one for cluster `name`."""
+    if path is None:
+        return read(default_spec_yaml(name), "(default spec)")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BadInput(f"--spec {path}: {exc.strerror}; give the path of a cluster spec YAML") from None
+    return read(text, str(path))
 
 
 def read(text: str, path: str) -> SpecSource:
@@ -387,6 +399,16 @@ class _Parser:
                 raise self.fail(field, "tag values must be at most 256 characters", "shorten the value")
             result.append((key, text))
         return tuple(sorted(result))
+
+
+def check_name(name: str) -> None:
+    """A cluster name the command line gives, before it becomes a path, a branch or a lock."""
+    if not _DNS_LABEL.match(name) or len(name) > MAX_NAME_LENGTH:
+        raise SpecError(
+            "name",
+            f"'{name}' is not a DNS-1123 label of at most {MAX_NAME_LENGTH} characters",
+            "use lowercase letters, digits and '-', starting and ending with a letter or digit",
+        )
 
 
 def allocate(taken: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> ipaddress.IPv4Network:

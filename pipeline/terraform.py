@@ -1,10 +1,11 @@
-"""Terraform, run through the one subprocess wrapper: init, plan, apply, outputs, state serial."""
+"""Terraform, run through the one subprocess wrapper: init, plan, apply, destroy, outputs, state serial."""
 
 from __future__ import annotations
 
 import json
 import re
 import shlex
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,15 @@ _PLAN_FILE = "network.tfplan"
 LOCK_TIMEOUT = "0s"
 _LOCK_ID = re.compile(r"^\s*ID:\s*(\S+)", re.MULTILINE)
 _LOCK_WHO = re.compile(r"^\s*Who:\s*(.+)$", re.MULTILINE)
+# Terraform's plan actions in the words its summary line uses; either order of a replacement.
+_ACTIONS = {
+    ("create",): "add",
+    ("update",): "change",
+    ("delete",): "destroy",
+    ("delete", "create"): "replace",
+    ("create", "delete"): "replace",
+}
+_UNCHANGED = {("no-op",), ("read",)}
 
 
 @dataclass(frozen=True)
@@ -52,10 +62,20 @@ class Workspace:
 
 
 @dataclass(frozen=True)
+class ResourceChange:
+    address: str
+    type: str
+    action: str  # add | change | destroy | replace (or Terraform's own word for a rarer action)
+    # What forces a replacement: (attribute, value before, value after).
+    replaced_by: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Plan:
     summary: PlanSummary
     changed: bool  # also true when only outputs change, which still needs an apply
     file: Path
+    resources: tuple[ResourceChange, ...]  # every resource the plan touches, by address
 
 
 def find_mirror(settings: Settings) -> Path | None:
@@ -94,15 +114,42 @@ def write_cli_config(settings: Settings) -> Path:
 def workspace(settings: Settings, cluster: str, stack: str, aws_env: Mapping[str, str] | None = None) -> Workspace:
     work_dir = settings.terraform_work_dir(cluster)
     work_dir.mkdir(parents=True, exist_ok=True)
+    return _workspace(settings.terraform_dir / "stacks" / stack, work_dir, write_cli_config(settings), aws_env)
+
+
+def scratch_workspace(
+    settings: Settings, stack: str, root: Path, aws_env: Mapping[str, str], *, local_backend: bool
+) -> Workspace:
+    """A throwaway workspace under `root` that writes nowhere else: not the stack, not the state dir.
+
+    The stacks and modules are copied together so relative module sources still resolve. With
+    `local_backend`, an override file points the copy at an empty local state, so planning a
+    cluster that has no state yet needs no bucket.
+    """
+    copy = root / "terraform"
+    shutil.copytree(settings.terraform_dir, copy, ignore=shutil.ignore_patterns(".terraform"))
+    config_dir = copy / "stacks" / stack
+    if local_backend:
+        override = {"terraform": {"backend": {"local": {"path": str(root / "empty.tfstate")}}}}
+        (config_dir / "backend_override.tf.json").write_text(json.dumps(override))
+    settings.plugin_cache.mkdir(parents=True, exist_ok=True)
+    cli_config = root / "cli.tfrc"
+    cli_config.write_text(cli_config_text(find_mirror(settings), settings.plugin_cache))
+    work_dir = root / "work"
+    work_dir.mkdir()
+    return _workspace(config_dir, work_dir, cli_config, aws_env)
+
+
+def _workspace(config_dir: Path, work_dir: Path, cli_config: Path, aws_env: Mapping[str, str] | None) -> Workspace:
     env = {
         **(aws_env or {}),
-        "TF_CLI_CONFIG_FILE": str(write_cli_config(settings)),
+        "TF_CLI_CONFIG_FILE": str(cli_config),
         "TF_DATA_DIR": str(work_dir / ".terraform"),
         # The user's own defaults for terraform commands must not leak into ours.
         "TF_CLI_ARGS": "",
         "TF_WORKSPACE": "default",
     }
-    return Workspace(settings.terraform_dir / "stacks" / stack, work_dir, tuple(sorted(env.items())))
+    return Workspace(config_dir, work_dir, tuple(sorted(env.items())))
 
 
 def init(ws: Workspace, backend_config: Mapping[str, str], on_line: LineSink | None = None) -> None:
@@ -121,7 +168,10 @@ def init(ws: Workspace, backend_config: Mapping[str, str], on_line: LineSink | N
     )
 
 
-def plan(ws: Workspace, var_file: Path, on_line: LineSink | None = None) -> Plan:
+def plan(ws: Workspace, var_file: Path, on_line: LineSink | None = None, *, lock: bool = True) -> Plan:
+    """A saved plan. `lock=False` for a plan that is only shown: a plan never writes the state,
+    and the lock file it would take leaves versions behind in a versioned bucket."""
+    locking: dict[str, object] = {"lock_timeout": LOCK_TIMEOUT} if lock else {"lock": False}
     result = _run(
         ws,
         "plan",
@@ -129,13 +179,18 @@ def plan(ws: Workspace, var_file: Path, on_line: LineSink | None = None) -> Plan
         ok_codes=(0, 2),
         input=False,
         no_color=IsFlagged,
-        lock_timeout=LOCK_TIMEOUT,
         detailed_exitcode=IsFlagged,
         out=str(ws.plan_file),
         var_file=str(var_file),
+        **locking,
     )
     shown = json.loads(_run(ws, "show", None, str(ws.plan_file), json=IsFlagged).stdout)
-    return Plan(summary_of(shown), changed=result.returncode == 2, file=ws.plan_file)
+    return Plan(
+        summary_of(shown),
+        changed=result.returncode == 2,
+        file=ws.plan_file,
+        resources=resource_changes(shown),
+    )
 
 
 def summary_of(plan_json: Mapping[str, Any]) -> PlanSummary:
@@ -148,6 +203,34 @@ def summary_of(plan_json: Mapping[str, Any]) -> PlanSummary:
     )
 
 
+def resource_changes(plan_json: Mapping[str, Any]) -> tuple[ResourceChange, ...]:
+    """Every managed resource the plan acts on; no-ops and data reads are left out."""
+    changes = []
+    for rc in plan_json.get("resource_changes") or []:
+        action = _action(rc["change"]["actions"])
+        if rc.get("mode", "managed") != "managed" or action is None:
+            continue
+        changes.append(ResourceChange(rc["address"], rc["type"], action, _replaced_by(rc)))
+    return tuple(sorted(changes, key=lambda c: c.address))
+
+
+def _action(actions: list[str]) -> str | None:
+    key = tuple(actions)
+    return None if key in _UNCHANGED else _ACTIONS.get(key, "-".join(actions))
+
+
+def _replaced_by(rc: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    change = rc["change"]
+    before, after = change.get("before") or {}, change.get("after") or {}
+    unknown = change.get("after_unknown") or {}
+    found = []
+    for path in change.get("replace_paths") or []:
+        name = str(path[0])
+        new = "(known after apply)" if unknown.get(name) is True else str(after.get(name))
+        found.append((name, str(before.get(name)), new))
+    return tuple(found)
+
+
 def apply(ws: Workspace, saved: Plan, on_line: LineSink | None = None) -> None:
     _run(
         ws,
@@ -157,6 +240,19 @@ def apply(ws: Workspace, saved: Plan, on_line: LineSink | None = None) -> None:
         input=False,
         no_color=IsFlagged,
         lock_timeout=LOCK_TIMEOUT,
+    )
+
+
+def destroy(ws: Workspace, var_file: Path, on_line: LineSink | None = None) -> None:
+    _run(
+        ws,
+        "destroy",
+        on_line,
+        input=False,
+        no_color=IsFlagged,
+        lock_timeout=LOCK_TIMEOUT,
+        auto_approve=IsFlagged,
+        var_file=str(var_file),
     )
 
 

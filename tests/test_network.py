@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -89,7 +90,7 @@ def test_state_bucket_name_is_derived_and_checked(tmp_path, monkeypatch, moto_en
 
 
 @pytest.mark.slow
-def test_provision_builds_the_network_and_a_rerun_changes_nothing(tmp_path, monkeypatch, moto_endpoint):
+def test_the_network_is_built_rerun_planned_guarded_and_destroyed(tmp_path, monkeypatch, moto_endpoint):
     settings = _settings(tmp_path, monkeypatch, moto_endpoint)
     access = local_endpoint.ensure(settings, REGION)
     name = _unique("net")
@@ -178,3 +179,41 @@ def test_provision_builds_the_network_and_a_rerun_changes_nothing(tmp_path, monk
     # Linked to the shared cache, or straight to an unpacked mirror, never copied per cluster.
     assert (provider / "linux_amd64").is_symlink()
     assert not (provider / "linux_amd64").resolve().is_relative_to(other.work_dir)
+
+    # A plan that adds an endpoint writes nothing: no state version, no lock, no work-dir file.
+    work = settings.terraform_work_dir(name)
+    before = _versions(s3, bucket)
+    files_before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    wider = network.plan(_with_network(spec, endpoints=("s3", "sts", "ecr.api")), access, settings)
+    assert wider.summary.add >= 1 and wider.summary.destroy == 0 and wider.replaces_network == ()
+    assert ('module.network.aws_vpc_endpoint.interface["ecr.api"]', "add") in wider.resources
+    assert wider.outputs == first.outputs
+    assert _versions(s3, bucket) == before
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == files_before
+
+    # A changed CIDR would replace the VPC under a running cluster: refused, nothing applied.
+    with pytest.raises(BadInput) as refused:
+        network.provision(_with_network(spec, cidr="10.30.0.0/16"), access, settings)
+    message = str(refused.value)
+    assert message.startswith("network.cidr changed (10.20.0.0/16 -> 10.30.0.0/16): Terraform would replace")
+    assert "module.network.aws_vpc.this" in message and "--force" in message
+    state_key = network.state_key(name)
+    # The refused run took and released the lock; the state itself was not written.
+    assert [v for v in _versions(s3, bucket) if v[0] == state_key] == [v for v in before if v[0] == state_key]
+    assert ec2.describe_vpcs(VpcIds=[out.vpc_id])["Vpcs"][0]["CidrBlock"] == "10.20.0.0/16"
+
+    assert network.destroy(name, REGION, access, settings) is True
+    assert ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [out.vpc_id]}])["Vpcs"] == []
+    assert [key for key, _ in _versions(s3, bucket) if key.startswith(f"clusters/{name}/")] == []
+    assert not work.exists()
+    assert network.destroy(name, REGION, access, settings) is False
+
+
+def _with_network(spec: ClusterSpec, **changes: Any) -> ClusterSpec:
+    return dataclasses.replace(spec, network=dataclasses.replace(spec.network, **changes))
+
+
+def _versions(s3, bucket: str) -> list[tuple[str, str]]:
+    """Every object version and delete marker in the bucket: a write of any kind changes this."""
+    listed = s3.list_object_versions(Bucket=bucket)
+    return sorted((v["Key"], v["VersionId"]) for v in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])])

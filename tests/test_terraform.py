@@ -116,3 +116,38 @@ def test_plan_summary_counts_a_replacement_as_add_and_destroy():
     summary = terraform.summary_of(plan)
 
     assert (summary.add, summary.change, summary.destroy) == (2, 1, 1)
+
+
+def test_resource_changes_name_each_action_and_what_forces_a_replacement():
+    vpc = {
+        "address": "module.network.aws_vpc.this",
+        "type": "aws_vpc",
+        "mode": "managed",
+        "change": {
+            "actions": ["delete", "create"],
+            "before": {"cidr_block": "10.20.0.0/16", "id": "vpc-1"},
+            "after": {"cidr_block": "10.30.0.0/16"},
+            "after_unknown": {"id": True},
+            "replace_paths": [["cidr_block"]],
+        },
+    }
+    plan = {
+        "resource_changes": [
+            vpc,
+            {"address": "b", "type": "t", "mode": "managed", "change": {"actions": ["create"]}},
+            {"address": "a", "type": "t", "mode": "managed", "change": {"actions": ["update"]}},
+            {"address": "c", "type": "t", "mode": "managed", "change": {"actions": ["delete"]}},
+            {"address": "d", "type": "t", "mode": "managed", "change": {"actions": ["no-op"]}},
+            {"address": "data.x", "type": "t", "mode": "data", "change": {"actions": ["read"]}},
+        ]
+    }
+
+    changes = terraform.resource_changes(plan)
+
+    assert [(c.address, c.action) for c in changes] == [
+        ("a", "change"),
+        ("b", "add"),
+        ("c", "destroy"),
+        ("module.network.aws_vpc.this", "replace"),
+    ]
+    assert changes[-1].replaced_by == (("cidr_block", "10.20.0.0/16", "10.30.0.0/16"),)

@@ -1,0 +1,117 @@
+"""What a run of new-cluster would change: Terraform's plan and the manifest diff against main.
+
+Nothing is written: no commit, no push, no state, no bucket, no journal entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline import access, allocation, fleet, network, pr_body, render, spec
+from pipeline.config import Settings
+from pipeline.model import ClusterSpec, NetworkPlan
+
+# Terraform's own marks for each action, so the plan reads like `terraform plan`.
+_MARKS = {"add": "+", "change": "~", "destroy": "-", "replace": "-/+"}
+_FENCE = "````"  # longer than any backtick run a YAML file is likely to hold
+_TRUNCATED = "\n… diff truncated\n"
+_NOT_RENDERED = "rendered once the network exists (a new cluster has no VPC or subnet ids yet)"
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    cluster: ClusterSpec
+    network: NetworkPlan
+    files: tuple[tuple[str, str], ...] | None  # (path, added | changed | removed) against main; None: not rendered
+    diff: str  # unified diff against main
+
+    @property
+    def changed(self) -> bool:
+        return not self.network.summary.empty or self.files is None or bool(self.files)
+
+
+def plan_cluster(
+    name: str, source: spec.SpecSource, settings: Settings, on_line: Callable[[str], None] | None = None
+) -> ClusterPlan:
+    # Everything the inputs alone can tell is checked before any endpoint is reached.
+    spec.parse(source, name)
+    on_main = fleet.cluster_manifests(settings) if fleet.exists(settings) else ()
+    known = allocation.known_cidrs(settings, name, on_main)
+    cluster = spec.parse(source, name, sorted(known.taken), known.current)
+    planned = network.plan(cluster, access.for_target(settings, cluster.region), settings, on_line)
+    if planned.outputs is None:
+        return ClusterPlan(cluster, planned, None, "")
+    mine = {f.path: f.content for m in on_main if m.cluster == name for f in m.files}
+    files, diff = pr_body.manifest_diff(mine, render.render(cluster, planned.outputs, settings.templates_dir))
+    return ClusterPlan(cluster, planned, files, diff)
+
+
+def to_text(plan: ClusterPlan) -> str:
+    lines = [_heading(plan.cluster), "", f"Network: {_counts(plan.network)}"]
+    lines += [f"  {_MARKS.get(action, action):>3} {address}" for address, action in plan.network.resources]
+    if plan.network.replaces_network:
+        lines.append(f"  ! {_refusal(plan.network)}")
+    lines.append("")
+    if plan.files is None:
+        lines.append(f"Manifests: {_NOT_RENDERED}")
+    elif not plan.files:
+        lines.append("Manifests: identical to main")
+    else:
+        lines.append(f"Manifests: {len(plan.files)} files differ from main")
+        lines += [f"  {status:<8} {path}" for path, status in plan.files]
+        lines += ["", plan.diff.rstrip("\n")]
+    lines += ["", _verdict(plan)]
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(plan: ClusterPlan, limit: int = pr_body.MAX_BODY) -> str:
+    """For a pull request comment: tables, the diff folded, the whole within GitHub's size limit."""
+    lines = [f"## Plan: {_heading(plan.cluster)}", "", f"**{_verdict(plan)}**", "", "### Network (Terraform)", ""]
+    lines += [f"{_counts(plan.network)}.", ""]
+    if plan.network.resources:
+        lines += ["| Resource | Action |", "|---|---|"]
+        lines += [f"| `{address}` | {action} |" for address, action in plan.network.resources]
+        lines.append("")
+    if plan.network.replaces_network:
+        lines += [f"> **Warning:** {_refusal(plan.network)}", ""]
+    lines += ["### Manifests", ""]
+    if plan.files is None:
+        lines.append(f"Manifests are {_NOT_RENDERED}.")
+    elif not plan.files:
+        lines.append("Identical to main.")
+    else:
+        lines += ["| File | Change |", "|---|---|", *(f"| `{p}` | {s} |" for p, s in plan.files)]
+    head = "\n".join(lines) + "\n"
+    return head + _diff_block(plan.diff, limit - len(head))
+
+
+def _heading(cluster: ClusterSpec) -> str:
+    return f"cluster {cluster.name} ({cluster.region}, VPC {cluster.network.cidr})"
+
+
+def _counts(planned: NetworkPlan) -> str:
+    s = planned.summary
+    return f"{s.add} to add, {s.change} to change, {s.destroy} to destroy"
+
+
+def _refusal(planned: NetworkPlan) -> str:
+    return (
+        f"this replaces or destroys {', '.join(planned.replaces_network)} under a running cluster; "
+        "new-cluster refuses it without --force"
+    )
+
+
+def _verdict(plan: ClusterPlan) -> str:
+    return "Changes: new-cluster would apply and commit them." if plan.changed else "No changes."
+
+
+def _diff_block(diff: str, room: int) -> str:
+    if not diff:
+        return ""
+    opening = f"\n<details><summary>Diff against main</summary>\n\n{_FENCE}diff\n"
+    closing = f"{_FENCE}\n</details>\n"
+    budget = room - len(opening) - len(closing)
+    if len(diff) > budget:
+        diff = diff[: max(budget - len(_TRUNCATED), 0)].rsplit("\n", 1)[0] + _TRUNCATED
+    return opening + diff + closing
