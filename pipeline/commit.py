@@ -1,4 +1,4 @@
-"""The commit stage: one cluster's manifests as a signed commit on its review branch."""
+"""The commit stage: one cluster's manifests, or their removal, as a signed commit on its review branch."""
 
 from __future__ import annotations
 
@@ -12,6 +12,15 @@ from pipeline.model import CommitResult, Manifests
 from pipeline.signing import Signer, verify_commit
 
 _TRAILER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_ADDED = (
+    "The manifests of workload cluster {name}, for review on {branch}.\n"
+    "Flux applies them once main points at a commit signed by a trusted key."
+)
+_REMOVED = (
+    "Removes workload cluster {name}'s manifests, for review on {branch}.\n"
+    "Once main points at it, Flux prunes the cluster's objects; delete-cluster {name}\n"
+    "then destroys the cluster's network."
+)
 
 
 def review_branch(name: str) -> str:
@@ -25,18 +34,32 @@ def commit(
     trailers: Mapping[str, str],
     summary: str,
 ) -> CommitResult:
-    """Put exactly `manifests` on `cluster/<name>`, signed and verified, and push it.
-
-    The branch is always main plus this cluster's files: it grows from its remote head
-    while main is part of it, and is rebuilt as one commit on top of main once main has
-    moved on, replacing the old head only if nobody moved it meanwhile. Unchanged content
-    commits and pushes nothing. The commit is made in a throwaway clone and its signature
-    checked against main's trusted keys before the push, which is the only write to the fleet.
-    """
+    """Put exactly `manifests` on `cluster/<name>`, signed and verified, and push it."""
     name = manifests.cluster
+    return _put(name, _owned_files(manifests), settings, signer, _message(name, summary, _ADDED, trailers))
+
+
+def remove(
+    name: str,
+    settings: Settings,
+    signer: Signer,
+    trailers: Mapping[str, str],
+    summary: str,
+) -> CommitResult:
+    """Put main without any of cluster `name`'s files on `cluster/<name>`, signed and verified, and push it."""
+    return _put(name, {}, settings, signer, _message(name, summary, _REMOVED, trailers))
+
+
+def _put(name: str, files: Mapping[str, str], settings: Settings, signer: Signer, message: str) -> CommitResult:
+    """Make `cluster/<name>` main with exactly `files` as the cluster's own files (none: a removal).
+
+    The branch grows from its remote head while main is part of it, and is rebuilt as one
+    commit on top of main once main has moved on, replacing the old head only if nobody
+    moved it meanwhile. Unchanged content commits and pushes nothing. The commit is made in
+    a throwaway clone and its signature checked against main's trusted keys before the
+    push, which is the only write to the fleet.
+    """
     branch = review_branch(name)
-    files = _owned_files(manifests)
-    message = _message(name, summary, trailers)
     with git.clone(settings.fleet) as checkout:
         main_head = git.head_of(checkout, fleet.MAIN)
         if main_head is None:
@@ -46,9 +69,7 @@ def commit(
         if old_head is not None and git.is_ancestor(checkout, main_head, old_head):
             start = old_head
         git.switch(checkout, branch, start)
-        folder, _ = fleet.owned_paths(name)
-        stale = set(git.read_tree(checkout, start, folder)) - set(files)
-        git.delete_files(checkout, sorted(stale))
+        git.delete_files(checkout, sorted(owned_at(checkout, start, name) - set(files)))
         git.write_files(checkout, files)
         if git.stage_all(checkout) == git.tree_of(checkout, start):
             return CommitResult(branch, start, changed=False, signer=signer.fingerprint)
@@ -56,6 +77,15 @@ def commit(
         verify_commit(checkout.path, new_head, fleet.keys_at(checkout, main_head))
         git.push(checkout, branch, lease=old_head)
     return CommitResult(branch, new_head, changed=True, signer=signer.fingerprint)
+
+
+def owned_at(checkout: git.Checkout, rev: str, name: str) -> set[str]:
+    """The paths cluster `name` has at `rev`: its folder's files and its Flux Kustomization."""
+    folder, kustomization = fleet.owned_paths(name)
+    paths = set(git.read_tree(checkout, rev, folder))
+    if kustomization in git.read_tree(checkout, rev, fleet.FLUX_CLUSTERS_DIR):
+        paths.add(kustomization)
+    return paths
 
 
 def _owned_files(manifests: Manifests) -> dict[str, str]:
@@ -71,14 +101,12 @@ def _owned_files(manifests: Manifests) -> dict[str, str]:
     return {manifest.path: manifest.content for manifest in manifests.files}
 
 
-def _message(name: str, summary: str, trailers: Mapping[str, str]) -> str:
+def _message(name: str, summary: str, about: str, trailers: Mapping[str, str]) -> str:
+    """Subject, `about` (a template of {name} and {branch}) as the body, then the trailers sorted."""
     for key, value in trailers.items():
         if not _TRAILER_KEY.match(key) or "\n" in value:
             raise BadInput(f"commit trailer '{key}' must be a word and its value one line")
-    body = (
-        f"The manifests of workload cluster {name}, for review on {review_branch(name)}.\n"
-        "Flux applies them once main points at a commit signed by a trusted key."
-    )
     lines = "".join(f"{key}: {value}\n" for key, value in sorted(trailers.items()))
     subject = " ".join(f"cluster {name}: {summary}".split())
+    body = about.format(name=name, branch=review_branch(name))
     return f"{subject}\n\n{body}\n\n{lines}"

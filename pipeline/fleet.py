@@ -132,6 +132,11 @@ def clusters_at(checkout: git.Checkout, rev: str) -> tuple[Manifests, ...]:
     return tuple(_cluster(name, files, flux) for name in names)
 
 
+def exists(settings: Settings) -> bool:
+    """Whether there is a fleet to read: a URL is taken to exist, a path must."""
+    return is_git_url(settings.fleet) or Path(settings.fleet).exists()
+
+
 def cidr_claims(settings: Settings) -> dict[str, str]:
     """VPC CIDRs claimed in the fleet, by the cluster that holds each; claims outlive review."""
     with git.clone(settings.fleet) as checkout:

@@ -201,6 +201,50 @@ def push(checkout: Checkout, branch: str, lease: str | None = None) -> None:
         ) from failed
 
 
+def delete_branch(checkout: Checkout, branch: str, lease: str) -> None:
+    """Delete `branch` on the remote only while it still points at `lease`: work pushed meanwhile stays."""
+    ref = f"refs/heads/{branch}"
+    try:
+        checkout.repo.git.execute(
+            ["git", "push", "--quiet", "--no-verify", f"--force-with-lease={ref}:{lease}", "origin", f":{ref}"]
+        )
+    except gitpython.GitCommandError as failed:
+        if any(reason in str(failed.stderr) for reason in _MOVED):
+            raise PushRejected(f"{branch} moved in {checkout.remote} while this run worked; run again") from failed
+        raise GitError(
+            f"cannot delete {branch} in {checkout.remote}: {_reason(failed)}; check your write access"
+        ) from failed
+
+
+def commits_touching(checkout: Checkout, revs: Sequence[str], path: str) -> tuple[str, ...]:
+    """The commits reachable from `revs` that changed `path`, newest first."""
+    listed = _git(checkout, ["rev-list", *revs, "--", path], f"cannot read the history of {path}", "run again")
+    return tuple(listed.split())
+
+
+def remote_heads(checkout: Checkout, prefix: str) -> dict[str, str]:
+    """Every remote branch named `prefix`*, by the rest of its name, with its head."""
+    listed = _git(
+        checkout,
+        ["for-each-ref", "--format=%(refname:lstrip=3) %(objectname)", f"{upstream(prefix)}*"],
+        f"cannot list the branches {prefix}* of {checkout.remote}",
+        "run again",
+    )
+    heads = (line.split() for line in listed.splitlines() if line)
+    return {branch.removeprefix(prefix): sha for branch, sha in heads}
+
+
+def last_commit_touching(checkout: Checkout, rev: str, path: str) -> str | None:
+    found = _git(checkout, ["log", "-1", "--format=%H", rev, "--", path], f"cannot read the history of {path}", "")
+    return found.strip() or None
+
+
+def has_signature(checkout: Checkout, rev: str) -> bool:
+    """Whether the commit carries a signature at all, good or not (its header has a gpgsig field)."""
+    header = _git(checkout, ["cat-file", "commit", rev], f"cannot read commit {rev}", "").split("\n\n", 1)[0]
+    return any(line.startswith("gpgsig") for line in header.splitlines())
+
+
 def claims(checkout: Checkout, namespace: str) -> dict[str, str]:
     """Every claim under refs/<namespace>/ on the remote: its key, and who holds it."""
     refs = f"refs/{namespace}"

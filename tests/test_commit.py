@@ -7,7 +7,7 @@ import pytest
 
 from pipeline import config, fleet, git, signing
 from pipeline.approve import approve_cluster
-from pipeline.commit import commit
+from pipeline.commit import commit, remove
 from pipeline.errors import BadInput, GitConflict, SigningError
 from pipeline.model import Manifest, Manifests
 from tests.fixtures import fleet_git, fleet_refs
@@ -149,4 +149,32 @@ def test_a_branch_merged_into_main_commits_nothing(settings: config.Settings, fl
     refs = fleet_refs(settings.fleet)
     again = commit(manifests(), settings, fleet_signer, TRAILERS, "create")
     assert (again.changed, again.commit) == (False, fleet_git(settings.fleet, "rev-parse", "main").strip())
+    assert fleet_refs(settings.fleet) == refs
+
+
+def test_a_removal_deletes_exactly_the_clusters_files(settings: config.Settings, fleet_signer: signing.Signer) -> None:
+    commit(manifests(), settings, fleet_signer, TRAILERS, "create")
+    commit(manifests("other"), settings, fleet_signer, TRAILERS, "create")
+    approve_cluster("demo", settings, fleet_signer)
+    approve_cluster("other", settings, fleet_signer)
+
+    result = remove("demo", settings, fleet_signer, TRAILERS, "delete")
+
+    assert result.changed
+    assert fleet_git(settings.fleet, "diff", "--name-status", "main", "cluster/demo").splitlines() == [
+        f"D\t{m.path}" for m in manifests().files
+    ]
+    assert fleet_git(settings.fleet, "log", "-1", "--format=%s", "cluster/demo").strip() == "cluster demo: delete"
+    keys = fleet.trusted_keys(settings)
+    assert signing.verify_commit(Path(settings.fleet), "cluster/demo", keys) == fleet_signer.fingerprint
+    refs = fleet_refs(settings.fleet)
+    again = remove("demo", settings, fleet_signer, TRAILERS, "delete")
+    assert (again.changed, again.commit) == (False, result.commit)
+    assert fleet_refs(settings.fleet) == refs
+
+
+def test_removing_a_cluster_main_lacks_pushes_nothing(settings: config.Settings, fleet_signer: signing.Signer) -> None:
+    refs = fleet_refs(settings.fleet)
+    result = remove("demo", settings, fleet_signer, TRAILERS, "delete")
+    assert (result.changed, result.commit) == (False, fleet_git(settings.fleet, "rev-parse", "main").strip())
     assert fleet_refs(settings.fleet) == refs
