@@ -1,0 +1,46 @@
+"""`status NAME`: one cluster's commit, signature, review branch, state serial and last run, as `key: value` lines."""
+
+from __future__ import annotations
+
+from pipeline import inventory
+from pipeline.commands.list_clusters import reachable_access, serial_text, signature_text
+from pipeline.config import Settings
+from pipeline.errors import EXIT_OK
+from pipeline.inventory import ClusterStatus
+
+
+def run(name: str, as_json: bool, settings: Settings) -> int:
+    status = inventory.cluster_status(settings, name, reachable_access(settings))
+    if as_json:
+        print(inventory.to_json(status))
+        return EXIT_OK
+    for key, value in _fields(status):
+        print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def _fields(status: ClusterStatus) -> list[tuple[str, str]]:
+    serial = serial_text(status)
+    if status.state_unknown is not None:
+        serial = f"{serial} ({status.state_unknown})"
+    review = "none" if status.review_head is None else f"{status.review_branch} at {status.review_head}"
+    fields = [
+        ("name", status.name),
+        ("region", status.region or "-"),
+        ("vpc-cidr", status.vpc_cidr or "-"),
+        ("commit", status.commit or "- (not on main yet)"),
+        ("signature", signature_text(status, short=False)),
+        ("review-branch", review),
+        ("state-serial", serial),
+    ]
+    run = status.last_run
+    if run is None:
+        return [*fields, ("last-run", "none")]
+    return [
+        *fields,
+        ("last-run", run.run),
+        ("last-run-command", run.command),
+        ("last-run-status", run.status),
+        ("last-run-finished", run.finished or "-"),
+        ("last-run-error", run.error or "-"),
+    ]
