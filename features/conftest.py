@@ -26,6 +26,10 @@ class World:
     refs_before: str = ""
     requests_before: int = 0  # GitHub requests seen before the step under test
     approved: str = ""  # the commit a reviewer approved
+    vpc: str = ""  # the VPC of the cluster under test
+    before: dict[str, object] = field(default_factory=dict)  # what a read-only command must leave as it was
+    names: list[str] = field(default_factory=list)
+    together: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
     history: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
 
     @property
@@ -66,13 +70,6 @@ def empty_fleet(world: World) -> None:
     assert not world.fleet.exists()
 
 
-@given(parsers.parse('I ran new-cluster "{name}"'))
-def ran_new_cluster(world: World, name: str) -> None:
-    result = world.pipeline("new-cluster", name)
-    assert result.returncode == 0, result.stderr
-    world.refs_before = world.refs()
-
-
 @when(parsers.parse('I run new-cluster "{name}"'))
 def run_new_cluster(world: World, name: str) -> None:
     world.pipeline("new-cluster", name)
@@ -89,7 +86,7 @@ def run_succeeds(world: World) -> None:
     assert world.last.returncode == 0, world.last.stderr
 
 
-def _verify_signed_by_trusted_key(world: World, ref: str) -> None:
+def verify_signed_by_trusted_key(world: World, ref: str) -> None:
     """Verify as Flux does: only the keys committed in the fleet's trusted-keys folder count."""
     keys = [
         world.git("show", f"main:{path}")
@@ -121,12 +118,12 @@ def _verify_signed_by_trusted_key(world: World, ref: str) -> None:
 
 @then(parsers.parse('branch "{branch}" holds a commit signed by a trusted key'))
 def branch_signed(world: World, branch: str) -> None:
-    _verify_signed_by_trusted_key(world, branch)
+    verify_signed_by_trusted_key(world, branch)
 
 
 @then("main holds a commit signed by a trusted key")
 def main_signed(world: World) -> None:
-    _verify_signed_by_trusted_key(world, "main")
+    verify_signed_by_trusted_key(world, "main")
 
 
 @then(parsers.parse('the AWSCluster on "{ref}" names the VPC and subnets that exist in the AWS endpoint'))
@@ -164,3 +161,40 @@ def reports_nothing_changed(world: World) -> None:
 @then("the fleet's branches are as they were")
 def refs_unchanged(world: World) -> None:
     assert world.refs() == world.refs_before
+
+
+def small_spec(name: str, replicas: int) -> str:
+    """The quickest network to build: one zone, no bastion, no interface endpoints."""
+    return yaml.safe_dump(
+        {
+            "name": name,
+            "network": {"zones": 1, "natGateways": "single", "endpoints": ["s3"]},
+            "bastion": {"enabled": False},
+            "controlPlane": {"replicas": 1, "instanceType": "m6i.large"},
+            "workers": [{"name": "default", "replicas": replicas, "instanceType": "m6i.large"}],
+        },
+        sort_keys=False,
+    )
+
+
+def spec_path(world: World, name: str) -> Path:
+    return world.workdir / f"{name}.yaml"
+
+
+@given(parsers.parse('a spec for "{name}" with {replicas:d} replicas in pool "{pool}"'))
+@when(parsers.parse('the spec for "{name}" asks for {replicas:d} replicas in pool "{pool}"'))
+def write_spec(world: World, name: str, replicas: int, pool: str) -> None:
+    assert pool == "default"
+    spec_path(world, name).write_text(small_spec(name, replicas))
+
+
+@given(parsers.parse('I ran new-cluster "{name}" with that spec'))
+def ran_with_spec(world: World, name: str) -> None:
+    result = world.pipeline("new-cluster", name, "--spec", str(spec_path(world, name)))
+    assert result.returncode == 0, result.stderr
+    world.refs_before = world.refs()
+
+
+@when(parsers.parse('I run new-cluster "{name}" with that spec'))
+def new_cluster_with_spec(world: World, name: str) -> None:
+    world.pipeline("new-cluster", name, "--spec", str(spec_path(world, name)))

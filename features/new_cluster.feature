@@ -15,8 +15,9 @@ Feature: A new cluster on the local target
 
   Scenario: Re-running with the same inputs changes nothing
     Given an empty fleet
-    And I ran new-cluster "again"
-    When I run new-cluster "again"
+    And a spec for "again" with 1 replicas in pool "default"
+    And I ran new-cluster "again" with that spec
+    When I run new-cluster "again" with that spec
     Then the run succeeds
     And it reports that the network and the fleet are unchanged
     And the fleet's branches are as they were

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from features.conftest import World
+from features.conftest import World, small_spec, spec_path
 from tests.github_fake import BOT, TOKEN, FakeGitHub
 
 scenarios("github_review.feature")
@@ -41,7 +41,10 @@ def fleet_on_github(world: World, github: FakeGitHub, repo: str) -> None:
 @when(parsers.parse('I run new-cluster "{name}" for review on GitHub'))
 def new_cluster_on_github(world: World, github: FakeGitHub, name: str) -> None:
     world.requests_before = len(github.requests)
-    world.pipeline("new-cluster", name, "--review", "github")
+    spec = spec_path(world, name)
+    if not spec.exists():
+        spec.write_text(small_spec(name, 1))
+    world.pipeline("new-cluster", name, "--spec", str(spec), "--review", "github")
 
 
 @then(parsers.parse('GitHub has one open pull request from "{branch}" that describes the network'))

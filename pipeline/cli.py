@@ -9,7 +9,19 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.commands import approve, keys, local, merge, new_cluster, schemas, verify
+from pipeline.commands import (
+    approve,
+    delete_cluster,
+    keys,
+    list_clusters,
+    local,
+    merge,
+    new_cluster,
+    plan,
+    schemas,
+    status,
+    verify,
+)
 from pipeline.config import Settings, load_settings
 from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, PipelineError, SpecError
 from pipeline.redact import redact, register_env
@@ -23,6 +35,10 @@ _EXAMPLES = {
     "keys": "example: python -m pipeline keys export > fleet-keys.asc",
     "local": "example: python -m pipeline local up",
     "schemas": "example: python -m pipeline schemas fetch",
+    "list": "example: python -m pipeline list --json",
+    "plan": "example: python -m pipeline plan demo --spec clusters/demo.yaml --markdown > plan.md",
+    "delete-cluster": "example: python -m pipeline delete-cluster demo --fleet ./fleet.git",
+    "status": "example: python -m pipeline status demo",
 }
 
 
@@ -51,6 +67,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     new.add_argument("--github-repo", metavar="OWNER/NAME", help="the fleet repo on GitHub (default: from --fleet)")
 
+    new.add_argument("--force", action="store_true", help="accept replacing the VPC or subnets of a running cluster")
+
+    planned = command(
+        "plan", "What new-cluster would change (Terraform plan, manifest diff); writes nothing; exit 4: changes."
+    )
+    planned.add_argument("name", metavar="NAME")
+    planned.add_argument("--spec", type=Path, help="cluster spec YAML (default: a small dev cluster)")
+    planned.add_argument("--markdown", action="store_true", help="print Markdown, e.g. for a pull request comment")
+
+    gone = command(
+        "delete-cluster", "Delete a cluster: its signed removal for review, then (once on main) its network."
+    )
+    gone.add_argument("name", metavar="NAME")
+    gone.add_argument("--review", choices=("local", "github"), default="local", help="how the removal is reviewed")
+    gone.add_argument("--github-repo", metavar="OWNER/NAME", help="the fleet repo on GitHub (default: from --fleet)")
+    gone.add_argument("--force", action="store_true", help="destroy the network even while its manifests are on main")
+
     approve = command("approve", "Local review: verify the signed branch cluster/NAME and merge it into main.")
     target = approve.add_mutually_exclusive_group(required=True)
     target.add_argument("name", metavar="NAME", nargs="?")
@@ -66,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     keys = command("keys", "The signing keys the fleet trusts.")
     keys.add_argument("action", choices=("export", "add", "retire"), help="export, add FILE, or retire FINGERPRINT")
     keys.add_argument("subject", nargs="?", metavar="FILE|FINGERPRINT")
+
+    lister = command(
+        "list", "Every cluster in the fleet: region, CIDR, commit and signature, review branch, state serial, last run."
+    )
+    lister.add_argument("--json", action="store_true", help="print one JSON document (sorted keys)")
+    show = command("status", "One cluster: region, CIDR, commit and signature, review branch, state serial, last run.")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
 
     fetch = command("schemas", "The Cluster API and CAPA CRD schemas that validation uses.")
     fetch.add_argument("action", choices=("fetch",), help="fetch: download the pinned CRDs into the cache")
@@ -88,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return _dispatch(args, settings, reporter)
     except SpecError as exc:
-        if actions and exc.line is not None and args.command == "new-cluster" and args.spec:
+        if actions and exc.line is not None and getattr(args, "spec", None):
             print(f"::error file={args.spec},line={exc.line}::{redact(str(exc))}", file=sys.stderr)
         else:
             reporter.error(str(exc))
@@ -107,7 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
     if args.command == "new-cluster":
-        return new_cluster.run(args.name, args.spec, args.review, settings, reporter)
+        return new_cluster.run(args.name, args.spec, args.review, settings, reporter, force=args.force)
+    if args.command == "plan":
+        return plan.run(args.name, args.spec, args.markdown, settings, reporter)
     if args.command == "approve":
         return approve.run(None if args.keys else args.name, settings, reporter)
     if args.command == "merge":
@@ -116,6 +159,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
         return keys.run(args.action, settings, args.subject)
     if args.command == "verify":
         return verify.run(args.ref, settings)
+    if args.command == "delete-cluster":
+        return delete_cluster.run(args.name, args.review, args.force, settings, reporter)
+    if args.command == "list":
+        return list_clusters.run(args.json, settings)
+    if args.command == "status":
+        return status.run(args.name, args.json, settings)
     if args.command == "schemas":
         return schemas.run(args.action, settings)
     return local.run(args.action, settings, reporter)

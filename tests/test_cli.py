@@ -69,7 +69,10 @@ def test_a_second_run_for_the_same_cluster_is_blocked_naming_the_holder(tmp_path
     assert held.record["run"] in result.stderr
 
 
-@pytest.mark.parametrize("command", ["new-cluster", "approve", "keys", "local", "schemas"])
+@pytest.mark.parametrize(
+    "command",
+    ["new-cluster", "approve", "merge", "verify", "keys", "local", "schemas", "list", "status", "delete-cluster"],
+)
 def test_every_command_has_help_with_an_example(command: str, capsys: pytest.CaptureFixture[str]):
     with pytest.raises(SystemExit) as exited:
         main([command, "--help"])

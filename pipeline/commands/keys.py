@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from pipeline import fleet, keys, signing
-from pipeline.config import Settings, is_git_url
+from pipeline.config import Settings
 from pipeline.errors import EXIT_OK, BadInput
 from pipeline.model import CommitResult
 
@@ -33,7 +33,7 @@ def run(action: str, settings: Settings, argument: str | None = None) -> int:
 
 
 def _export(settings: Settings) -> int:
-    if is_git_url(settings.fleet) or Path(settings.fleet).exists():
+    if fleet.exists(settings):
         found = fleet.trusted_keys(settings)
     else:
         # No fleet yet: the key a new fleet will trust is this machine's signer.

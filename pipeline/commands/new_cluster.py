@@ -9,10 +9,11 @@ import os
 from pathlib import Path
 
 from pipeline import (
+    access,
+    allocation,
     commit,
     fleet,
     journal,
-    local_endpoint,
     network,
     pr_body,
     render,
@@ -23,16 +24,18 @@ from pipeline import (
     validate,
 )
 from pipeline.config import Settings
-from pipeline.errors import EXIT_OK, BadInput, Blocked
+from pipeline.errors import EXIT_OK, Blocked
 from pipeline.github import PullRequest
-from pipeline.model import AwsAccess, ClusterSpec, CommitResult, Manifests, NetworkResult
+from pipeline.model import ClusterSpec, CommitResult, Manifests, NetworkResult
 from pipeline.report import Reporter
 
 _CLAIM_ATTEMPTS = 5
 
 
-def run(name: str, spec_path: Path | None, review_mode: str, settings: Settings, reporter: Reporter) -> int:
-    source = _read_spec(name, spec_path)
+def run(
+    name: str, spec_path: Path | None, review_mode: str, settings: Settings, reporter: Reporter, *, force: bool
+) -> int:
+    source = spec.load(name, spec_path)
     # Everything the inputs alone can tell is checked before anything is written anywhere.
     spec.parse(source, name)
     if review_mode == "github":
@@ -47,7 +50,8 @@ def run(name: str, spec_path: Path | None, review_mode: str, settings: Settings,
         record.stage("spec", cluster.fingerprint(), {"cidr": cluster.network.cidr})
 
         with reporter.stage("network"):
-            result = network.provision(cluster, _access(settings, cluster), settings, reporter.tool_line)
+            aws_access = access.for_target(settings, cluster.region)
+            result = network.provision(cluster, aws_access, settings, reporter.tool_line, force=force)
             _report_network(reporter, result)
         record.stage("network", cluster.fingerprint(), _network_outcome(result))
 
@@ -92,16 +96,6 @@ def run(name: str, spec_path: Path | None, review_mode: str, settings: Settings,
     return EXIT_OK
 
 
-def _read_spec(name: str, spec_path: Path | None) -> spec.SpecSource:
-    if spec_path is None:
-        return spec.read(spec.default_spec_yaml(name), "(default spec)")
-    try:
-        text = spec_path.read_text()
-    except OSError as exc:
-        raise BadInput(f"--spec {spec_path}: {exc.strerror}; give the path of a cluster spec YAML") from None
-    return spec.read(text, str(spec_path))
-
-
 def _claim_network(
     source: spec.SpecSource, name: str, settings: Settings, on_main: tuple[Manifests, ...]
 ) -> ClusterSpec:
@@ -110,11 +104,8 @@ def _claim_network(
     Runs started together on any machines read the same fleet; the claim is what keeps two of
     them from building overlapping networks.
     """
-    claims = fleet.cidr_claims(settings)
-    taken = {cidr for m in on_main if m.cluster != name if (cidr := validate.vpc_cidr(m)) is not None}
-    taken |= {cidr for cidr, holder in claims.items() if holder != name}
-    current = next((cidr for cidr, holder in claims.items() if holder == name), None)
-    current = current or _current_cidr(settings, name, on_main)
+    known = allocation.known_cidrs(settings, name, on_main)
+    taken, current = set(known.taken), known.current
     for _ in range(_CLAIM_ATTEMPTS):
         cluster = spec.parse(source, name, sorted(taken), current)
         if fleet.claim_cidr(settings, cluster.network.cidr, name) == name:
@@ -122,20 +113,6 @@ def _claim_network(
         taken.add(cluster.network.cidr)
         current = None
     raise Blocked(f"no free VPC CIDR could be claimed for '{name}' in {_CLAIM_ATTEMPTS} tries; run again")
-
-
-def _current_cidr(settings: Settings, name: str, on_main: tuple[Manifests, ...]) -> str | None:
-    """The CIDR this cluster already has (under review, else on main), so a re-run keeps it."""
-    under_review = fleet.cluster_manifests(settings, commit.review_branch(name))
-    for mine in (m for m in (*under_review, *on_main) if m.cluster == name):
-        return validate.vpc_cidr(mine)
-    return None
-
-
-def _access(settings: Settings, cluster: ClusterSpec) -> AwsAccess:
-    if settings.target == "local":
-        return local_endpoint.ensure(settings, cluster.region)
-    return AwsAccess(region=cluster.region, endpoint=None, env=())
 
 
 def _summary(cluster: ClusterSpec) -> str:
