@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shlex
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ class Workspace:
     config_dir: Path
     work_dir: Path
     env: tuple[tuple[str, str], ...]  # added to every terraform child's environment
+    plugin_cache: Path | None = None  # shared with every other cluster's workspace
 
     @property
     def data_dir(self) -> Path:
@@ -114,7 +117,8 @@ def write_cli_config(settings: Settings) -> Path:
 def workspace(settings: Settings, cluster: str, stack: str, aws_env: Mapping[str, str] | None = None) -> Workspace:
     work_dir = settings.terraform_work_dir(cluster)
     work_dir.mkdir(parents=True, exist_ok=True)
-    return _workspace(settings.terraform_dir / "stacks" / stack, work_dir, write_cli_config(settings), aws_env)
+    stack_dir = settings.terraform_dir / "stacks" / stack
+    return _workspace(stack_dir, work_dir, write_cli_config(settings), aws_env, settings.plugin_cache)
 
 
 def scratch_workspace(
@@ -137,10 +141,12 @@ def scratch_workspace(
     cli_config.write_text(cli_config_text(find_mirror(settings), settings.plugin_cache))
     work_dir = root / "work"
     work_dir.mkdir()
-    return _workspace(config_dir, work_dir, cli_config, aws_env)
+    return _workspace(config_dir, work_dir, cli_config, aws_env, settings.plugin_cache)
 
 
-def _workspace(config_dir: Path, work_dir: Path, cli_config: Path, aws_env: Mapping[str, str] | None) -> Workspace:
+def _workspace(
+    config_dir: Path, work_dir: Path, cli_config: Path, aws_env: Mapping[str, str] | None, plugin_cache: Path
+) -> Workspace:
     env = {
         **(aws_env or {}),
         "TF_CLI_CONFIG_FILE": str(cli_config),
@@ -149,23 +155,36 @@ def _workspace(config_dir: Path, work_dir: Path, cli_config: Path, aws_env: Mapp
         "TF_CLI_ARGS": "",
         "TF_WORKSPACE": "default",
     }
-    return Workspace(config_dir, work_dir, tuple(sorted(env.items())))
+    return Workspace(config_dir, work_dir, tuple(sorted(env.items())), plugin_cache)
 
 
 def init(ws: Workspace, backend_config: Mapping[str, str], on_line: LineSink | None = None) -> None:
     # -reconfigure: the local endpoint's address changes between sessions; the bucket and key
     # stay derived from the cluster, so this never points a cluster at another's state.
     # -lockfile=readonly: the committed lock file is shared by every cluster; never rewrite it.
-    _run(
-        ws,
-        "init",
-        on_line,
-        input=False,
-        no_color=IsFlagged,
-        reconfigure=IsFlagged,
-        lockfile="readonly",
-        backend_config=dict(backend_config),
-    )
+    with _cache_lock(ws.plugin_cache):
+        _run(
+            ws,
+            "init",
+            on_line,
+            input=False,
+            no_color=IsFlagged,
+            reconfigure=IsFlagged,
+            lockfile="readonly",
+            backend_config=dict(backend_config),
+        )
+
+
+@contextmanager
+def _cache_lock(cache: Path | None) -> Iterator[None]:
+    """Terraform's plugin cache is not safe for concurrent installs: clusters initialised together take turns."""
+    if cache is None:
+        yield
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".pipeline-init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def plan(ws: Workspace, var_file: Path, on_line: LineSink | None = None, *, lock: bool = True) -> Plan:
