@@ -143,3 +143,29 @@ def second_signer() -> Iterator[Signer]:
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def commit_by_hand(repo: Path, message: str, signer: Signer | None) -> str:
+    """Commit everything in `repo`'s work tree as a person would, signed by `signer` (None: unsigned)."""
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    sign = ["--no-gpg-sign"] if signer is None else [f"-S{signer.fingerprint}"]
+    with signing.gpg_env(None if signer is None else signer.gnupg_home) as env:
+        subprocess.run(
+            ["git", "-c", "gpg.program=gpg", "commit", "-qm", message, *sign],
+            cwd=repo,
+            check=True,
+            env={**os.environ, **env},
+        )
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+    return head.stdout.strip()
+
+
+def push_by_hand(fleet: str, work: Path, branch: str, files: dict[str, str], signer: Signer | None) -> str:
+    """A commit on top of the fleet's main writing `files`, pushed as `branch`; its sha."""
+    subprocess.run(["git", "clone", "-q", "-b", "main", fleet, str(work)], check=True)
+    for path, content in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(content)
+    head = commit_by_hand(work, f"change {branch}", signer)
+    subprocess.run(["git", "push", "-q", "origin", f"HEAD:refs/heads/{branch}"], cwd=work, check=True)
+    return head

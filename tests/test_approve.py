@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pipeline import config, fleet, git, signing
 from pipeline.approve import approve, approve_cluster, cluster_review, keys_review, merge
 from pipeline.commit import commit
 from pipeline.errors import BadInput, GitConflict, PushRejected, SigningError
-from tests.fixtures import REPO_ROOT, fleet_git, fleet_refs
+from tests.fixtures import REPO_ROOT, fleet_git, fleet_refs, push_by_hand
 from tests.test_commit import TRAILERS, manifests
 
 
@@ -26,28 +25,6 @@ def _rev(settings: config.Settings, ref: str) -> str:
 
 def _clusters_on_main(settings: config.Settings) -> list[str]:
     return [m.cluster for m in fleet.cluster_manifests(settings)]
-
-
-def _push_branch(
-    settings: config.Settings, work: Path, branch: str, files: dict[str, str], signer: signing.Signer | None
-) -> str:
-    """A commit on top of main writing `files`, signed by `signer` (None: unsigned), pushed as `branch`."""
-    subprocess.run(["git", "clone", "-q", "-b", "main", settings.fleet, str(work)], check=True)
-    for path, content in files.items():
-        (work / path).parent.mkdir(parents=True, exist_ok=True)
-        (work / path).write_text(content)
-    subprocess.run(["git", "add", "-A"], cwd=work, check=True)
-    sign = ["--no-gpg-sign"] if signer is None else [f"-S{signer.fingerprint}"]
-    with signing.gpg_env(None if signer is None else signer.gnupg_home) as env:
-        subprocess.run(
-            ["git", "-c", "gpg.program=gpg", "commit", "-qm", f"change {branch}", *sign],
-            cwd=work,
-            check=True,
-            env={**os.environ, **env},
-        )
-    subprocess.run(["git", "push", "-q", "origin", f"HEAD:refs/heads/{branch}"], cwd=work, check=True)
-    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True, check=True)
-    return rev.stdout.strip()
 
 
 def _two_branches_from_main(settings: config.Settings, signer: signing.Signer) -> tuple[str, str]:
@@ -97,8 +74,8 @@ def test_a_branch_signed_by_an_untrusted_key_is_refused(
     settings: config.Settings, fleet_signer: signing.Signer, tmp_path: Path
 ) -> None:
     stranger = signing.ensure_local_key(tmp_path / "stranger")
-    _push_branch(
-        settings, tmp_path / "work", "cluster/demo", {"clusters/demo/cluster.yaml": "kind: Cluster\n"}, stranger
+    push_by_hand(
+        settings.fleet, tmp_path / "work", "cluster/demo", {"clusters/demo/cluster.yaml": "kind: Cluster\n"}, stranger
     )
     refs = fleet_refs(settings.fleet)
     with pytest.raises(SigningError, match="does not trust"):
@@ -110,7 +87,7 @@ def test_a_cluster_branch_changing_other_files_is_refused(
     settings: config.Settings, fleet_signer: signing.Signer, tmp_path: Path
 ) -> None:
     files = {"flux/system/keys/extra.asc": "not really a key\n"}
-    _push_branch(settings, tmp_path / "work", "cluster/demo", files, fleet_signer)
+    push_by_hand(settings.fleet, tmp_path / "work", "cluster/demo", files, fleet_signer)
     refs = fleet_refs(settings.fleet)
     with pytest.raises(BadInput, match=r"cluster/demo changes files outside cluster demo \(flux/system/keys/extra"):
         approve_cluster("demo", settings, fleet_signer)
@@ -126,7 +103,7 @@ def test_a_signed_key_rotation_becomes_main(
     settings: config.Settings, fleet_signer: signing.Signer, tmp_path: Path
 ) -> None:
     _, files = _new_key_file(tmp_path)
-    head = _push_branch(settings, tmp_path / "work", "keys/rotation", files, fleet_signer)
+    head = push_by_hand(settings.fleet, tmp_path / "work", "keys/rotation", files, fleet_signer)
     approval = approve(keys_review(), settings, fleet_signer)
     assert (approval.main, approval.how, approval.signer) == (head, "fast-forward", fleet_signer.fingerprint)
     assert len(fleet.trusted_keys(settings)) == 2
@@ -136,7 +113,7 @@ def test_a_key_cannot_vouch_for_its_own_addition(
     settings: config.Settings, fleet_signer: signing.Signer, tmp_path: Path
 ) -> None:
     new_key, files = _new_key_file(tmp_path)
-    _push_branch(settings, tmp_path / "work", "keys/rotation", files, new_key)
+    push_by_hand(settings.fleet, tmp_path / "work", "keys/rotation", files, new_key)
     refs = fleet_refs(settings.fleet)
     with pytest.raises(SigningError, match="does not trust"):
         approve(keys_review(), settings, fleet_signer)
@@ -148,7 +125,7 @@ def test_a_key_rotation_touching_a_cluster_is_refused(
 ) -> None:
     _, files = _new_key_file(tmp_path)
     files["clusters/demo/cluster.yaml"] = "kind: Cluster\n"
-    _push_branch(settings, tmp_path / "work", "keys/rotation", files, fleet_signer)
+    push_by_hand(settings.fleet, tmp_path / "work", "keys/rotation", files, fleet_signer)
     refs = fleet_refs(settings.fleet)
     with pytest.raises(BadInput, match=r"keys/rotation changes files outside the trusted keys \(clusters/demo/"):
         approve(keys_review(), settings, fleet_signer)
@@ -330,7 +307,7 @@ def test_merge_refuses_a_head_main_does_not_trust(
 ) -> None:
     signer = None if key is None else signing.ensure_local_key(tmp_path / key)
     files = {"clusters/demo/cluster.yaml": "kind: Cluster\n"}
-    head = _push_branch(settings, tmp_path / "work", "cluster/demo", files, signer)
+    head = push_by_hand(settings.fleet, tmp_path / "work", "cluster/demo", files, signer)
     refs = fleet_refs(settings.fleet)
     with pytest.raises(SigningError, match=refusal):
         merge(cluster_review("demo"), settings, head)

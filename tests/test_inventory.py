@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +14,7 @@ from pipeline.commands import list_clusters, status
 from pipeline.config import Settings
 from pipeline.errors import AwsError, BadInput
 from pipeline.model import AwsAccess
-from tests.fixtures import fleet_git, free_port
+from tests.fixtures import fleet_git, free_port, push_by_hand
 from tests.fixtures_render import sample_outputs, sample_spec
 
 if TYPE_CHECKING:
@@ -70,19 +68,7 @@ def _land(settings: Settings, signer: signing.Signer, name: str, cidr: str) -> s
 
 def _commit_on_main(settings: Settings, work: Path, path: str, signer: signing.Signer | None) -> str:
     """A commit on top of main adding `path`, signed by `signer` (None: unsigned), made main by update-ref."""
-    subprocess.run(["git", "clone", "-q", "-b", "main", settings.fleet, str(work)], check=True)
-    (work / path).write_text("note\n")
-    subprocess.run(["git", "add", "-A"], cwd=work, check=True)
-    sign = ["--no-gpg-sign"] if signer is None else [f"-S{signer.fingerprint}"]
-    with signing.gpg_env(None if signer is None else signer.gnupg_home) as env:
-        subprocess.run(
-            ["git", "-c", "gpg.program=gpg", "commit", "-qm", f"touch {path}", *sign],
-            cwd=work,
-            check=True,
-            env={**os.environ, **env},
-        )
-    subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/scratch"], cwd=work, check=True)
-    head = fleet_git(settings.fleet, "rev-parse", "scratch").strip()
+    head = push_by_hand(settings.fleet, work, "scratch", {path: "note\n"}, signer)
     fleet_git(settings.fleet, "update-ref", "refs/heads/main", head)
     fleet_git(settings.fleet, "update-ref", "-d", "refs/heads/scratch")
     return head

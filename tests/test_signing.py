@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import config, signing
 from pipeline.errors import SigningError
+from tests.fixtures import commit_by_hand
 
 
 def _settings(tmp_path: Path, **env: str) -> config.Settings:
@@ -35,18 +36,7 @@ def _repo(path: Path) -> Path:
 
 def _commit(repo: Path, signer: signing.Signer | None, name: str = "a.txt") -> str:
     (repo / name).write_text(name)
-    subprocess.run(["git", "add", name], cwd=repo, check=True)
-    sign = [f"-S{signer.fingerprint}"] if signer else []
-    with signing.gpg_env(signer.gnupg_home if signer else None) as env:
-        subprocess.run(
-            ["git", "-c", "gpg.program=gpg", "commit", "-q", "-m", name, *sign],
-            cwd=repo,
-            check=True,
-            env={**os.environ, **env},
-        )
-    return subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    return commit_by_hand(repo, name, signer)
 
 
 @pytest.fixture
