@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline import git
-from pipeline.config import Settings, is_git_url
+from pipeline.config import PROJECT_ROOT, Settings, is_git_url
 from pipeline.model import Manifest, Manifests
 from pipeline.signing import Signer, export_public
 
@@ -24,6 +24,10 @@ FLUX_CLUSTERS_DIR = "flux/clusters/"
 TRUSTED_KEYS_REF = "fleet-signing-keys"  # the Secret that spec.verify names
 # Flux needs a URL it can reach; a fleet created here has none until it is pushed somewhere.
 PLACEHOLDER_URL = "ssh://git@git.example.invalid/fleet.git"
+# The fleet's own pull request check, which runs `verify`. Flux's source-controller leaves
+# .github/ out of what it applies, and the fleet's checks read clusters/ and flux/ only.
+FLEET_WORKFLOW = ".github/workflows/verify.yml"
+FLEET_WORKFLOW_TEMPLATE = PROJECT_ROOT / "templates" / "fleet" / "verify.yml"
 
 _README = """\
 # Fleet
@@ -86,10 +90,11 @@ def ensure_fleet(settings: Settings, signer: Signer) -> None:
 
 
 def initial_files(public_key: str, fingerprint: str) -> dict[str, str]:
-    """The fleet's first commit: README, the Flux source with signature verification, one trusted key."""
+    """The fleet's first commit: README, its verify workflow, the Flux source verifying signatures, one trusted key."""
     key_file = f"keys/{fingerprint}.asc"
     return {
         "README.md": _README.format(secret=TRUSTED_KEYS_REF),
+        FLEET_WORKFLOW: FLEET_WORKFLOW_TEMPLATE.read_text(encoding="utf-8"),
         "flux/system/gitrepository.yaml": _GITREPOSITORY.format(url=PLACEHOLDER_URL, secret=TRUSTED_KEYS_REF),
         SYSTEM_KUSTOMIZATION: system_kustomization([key_file]),
         f"flux/system/{key_file}": public_key,

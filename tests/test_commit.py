@@ -65,6 +65,7 @@ def test_a_change_replaces_the_clusters_files(settings: config.Settings, fleet_s
     result = commit(manifests(), settings, fleet_signer, TRAILERS, "drop old")
     assert result.changed
     assert fleet_git(settings.fleet, "ls-tree", "-r", "--name-only", "cluster/demo").split() == [
+        ".github/workflows/verify.yml",
         "README.md",
         "clusters/demo/cluster.yaml",
         "clusters/demo/kustomization.yaml",

@@ -21,6 +21,7 @@ def test_creates_the_layout_with_a_signed_main(settings: config.Settings, signer
     remote = Path(settings.fleet)
     assert fleet_git(remote, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
     assert fleet_git(remote, "ls-tree", "-r", "--name-only", "main").split() == [
+        ".github/workflows/verify.yml",
         "README.md",
         "flux/system/gitrepository.yaml",
         f"flux/system/keys/{signer.fingerprint}.asc",

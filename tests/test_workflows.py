@@ -1,0 +1,428 @@
+"""The GitHub Actions workflows: valid against GitHub's schema, and right where it matters.
+
+The shell steps that carry decisions (plan's exit 4, the fleet check's refs, the signing
+key's import) are run here with bash as Actions runs them, with `python` stubbed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline import fleet, signing
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+FLEET_TEMPLATE = ROOT / "templates" / "fleet" / "verify.yml"
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+# How Actions runs a `run:` script when the shell is bash (the default on Linux runners).
+BASH = ["bash", "--noprofile", "--norc", "-eo", "pipefail"]
+ALL = [*sorted(WORKFLOWS.glob("*.yml")), FLEET_TEMPLATE]
+# gpg without prompts, for a key without a passphrase.
+GPG = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+
+
+def load(path: Path) -> dict[str, Any]:
+    raw: dict[Any, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # YAML 1.1 reads the bare key `on` as true.
+    return {"on" if key is True else str(key): value for key, value in raw.items()}
+
+
+def steps(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for job in doc["jobs"].values():
+        yield from job.get("steps", [])
+
+
+def step(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    found = [s for s in steps(doc) if s.get("name") == name]
+    assert len(found) == 1, f"no single step named {name!r}"
+    return found[0]
+
+
+def check_jsonschema(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def run_script(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BASH, "-c", script], env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def stub_python(bin_dir: Path, body: str) -> None:
+    """A `python` on PATH that is a Python script of the test's choosing."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    stub = bin_dir / "python"
+    stub.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body), encoding="utf-8")
+    stub.chmod(0o755)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def git_repo(path: Path) -> Path:
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Test")
+    git(path, "config", "user.email", "test@example.invalid")
+    git(path, "config", "commit.gpgSign", "false")
+    return path
+
+
+def commit_files(repo: Path, files: dict[str, str | None], message: str) -> str:
+    for name, content in files.items():
+        if content is None:
+            git(repo, "rm", "-q", name)
+        else:
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (repo / name).write_text(content, encoding="utf-8")
+            git(repo, "add", name)
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+# --- GitHub's workflow schema -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.relative_to(ROOT).as_posix() for p in ALL])
+def test_each_workflow_is_valid_against_githubs_schema(path: Path) -> None:
+    checked = check_jsonschema(path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_schema_check_refuses_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  test:\n    runs-on: ubuntu-24.04\n    timeout-minute: 5\n    steps:\n      - run: make\n",
+        encoding="utf-8",
+    )
+    checked = check_jsonschema(broken)
+    assert checked.returncode != 0
+    assert "timeout-minute" in checked.stdout
+
+
+def test_every_workflow_is_expected() -> None:
+    assert sorted(p.name for p in WORKFLOWS.glob("*.y*ml")) == ["ci.yml", "new-cluster.yml", "plan.yml"]
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.relative_to(ROOT).as_posix() for p in ALL])
+def test_no_expression_is_pasted_into_a_script(path: Path) -> None:
+    """Values reach scripts through env: text pasted by ${{ }} would run as shell code."""
+    for found in steps(load(path)):
+        if "run" in found:
+            assert "${{" not in found["run"], f"{path.name}: step {found.get('name')!r} interpolates into run:"
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.relative_to(ROOT).as_posix() for p in ALL])
+def test_no_long_lived_aws_keys(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"secrets\.AWS_|aws-access-key-id|aws-secret-access-key|AWS_SECRET_ACCESS_KEY", text)
+
+
+# --- new-cluster --------------------------------------------------------------------------
+
+
+def test_new_cluster_takes_its_inputs_and_runs_one_cluster_at_a_time() -> None:
+    doc = load(WORKFLOWS / "new-cluster.yml")
+    inputs = doc["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["cluster"]["required"] is True
+    assert inputs["spec"]["required"] is True
+    assert inputs["spec"]["type"] == "string"
+    assert inputs["review"]["type"] == "choice"
+    assert sorted(inputs["review"]["options"]) == ["github", "local"]
+    assert inputs["review"]["default"] == "github"
+    assert doc["permissions"] == {"id-token": "write", "contents": "write", "pull-requests": "write"}
+    assert doc["concurrency"] == {"group": "new-cluster-${{ inputs.cluster }}", "cancel-in-progress": False}
+
+
+def test_new_cluster_assumes_its_aws_role_through_oidc() -> None:
+    doc = load(WORKFLOWS / "new-cluster.yml")
+    aws = [s for s in steps(doc) if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")]
+    assert len(aws) == 1
+    assert aws[0]["uses"] == "aws-actions/configure-aws-credentials@v4"
+    assert aws[0]["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+    terraform = [s for s in steps(doc) if str(s.get("uses", "")).startswith("hashicorp/setup-terraform@")]
+    assert terraform[0]["with"]["terraform_wrapper"] is False
+
+
+def test_new_cluster_runs_the_pipeline_from_env_and_exposes_its_outputs() -> None:
+    doc = load(WORKFLOWS / "new-cluster.yml")
+    (job,) = doc["jobs"].values()
+    run = [s for s in job["steps"] if "python -m pipeline new-cluster" in s.get("run", "")]
+    assert len(run) == 1
+    pipeline = run[0]
+    assert job["outputs"] == {
+        "commit": f"${{{{ steps.{pipeline['id']}.outputs.commit }}}}",
+        "pr_url": f"${{{{ steps.{pipeline['id']}.outputs.pr_url }}}}",
+    }
+    assert pipeline["run"].split() == [
+        *("python", "-m", "pipeline", "new-cluster", '"$CLUSTER"', "--target", "aws"),
+        *("--spec", '"$SPEC"', "--review", '"$REVIEW"', "--fleet", '"$FLEET"'),
+    ]
+    env = pipeline["env"]
+    assert env["CLUSTER"] == "${{ inputs.cluster }}"
+    assert env["SPEC"] == "${{ inputs.spec }}"
+    assert env["REVIEW"] == "${{ inputs.review }}"
+    assert env["FLEET"] == "${{ vars.FLEET_REPO }}"
+    assert env["GITHUB_TOKEN"] == "${{ secrets.FLEET_TOKEN }}"
+    names = [s.get("name", s.get("uses")) for s in job["steps"]]
+    assert names.index("CRD schemas") < names.index(pipeline["name"])
+    assert "python -m pipeline schemas fetch" in step(doc, "CRD schemas")["run"]
+
+
+def test_the_signing_key_lives_in_a_throwaway_home_removed_whatever_happens(tmp_path: Path) -> None:
+    """The import step run as Actions would, with a real exported key; then the clean-up."""
+    doc = load(WORKFLOWS / "new-cluster.yml")
+    importing = step(doc, "Import the signing key")
+    removing = step(doc, "Remove the signing key")
+    assert importing["env"] == {"FLEET_SIGNING_KEY": "${{ secrets.FLEET_SIGNING_KEY }}"}
+    assert removing["if"] == "always()"
+    assert doc["jobs"]["new-cluster"]["steps"][-1] is removing
+
+    signer = signing.ensure_local_key(tmp_path / "source")
+    with signing.gpg_env(signer.gnupg_home) as gpg:
+        # A subkey as real keys have: its fingerprint must not be taken for the key's.
+        subprocess.run(
+            [*GPG, "--quick-add-key", signer.fingerprint, "cv25519", "encr", "never"],
+            env={**os.environ, **gpg},
+            capture_output=True,
+            check=True,
+        )
+        armored = subprocess.run(
+            [*GPG, "--armor", "--export-secret-keys", signer.fingerprint],
+            env={**os.environ, **gpg},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    assert "PRIVATE KEY BLOCK" in armored
+    # A short runner temp: the agent's socket path must fit in sun_path.
+    runner_temp = Path(tempfile.mkdtemp(prefix="rt-"))
+    try:
+        github_env = runner_temp / "github_env"
+        imported = run_script(
+            importing["run"],
+            {"FLEET_SIGNING_KEY": armored, "RUNNER_TEMP": str(runner_temp), "GITHUB_ENV": str(github_env)},
+            tmp_path,
+        )
+        assert imported.returncode == 0, imported.stderr
+        home = runner_temp / "gnupg"
+        assert github_env.read_text().splitlines() == [
+            f"GNUPGHOME={home}",
+            f"PIPELINE_SIGNING_KEY={signer.fingerprint}",
+        ]
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+        removed = run_script(removing["run"], {"RUNNER_TEMP": str(runner_temp)}, tmp_path)
+        assert removed.returncode == 0, removed.stderr
+        assert not home.exists()
+    finally:
+        shutil.rmtree(runner_temp, ignore_errors=True)
+
+
+def test_an_empty_signing_key_secret_stops_the_run(tmp_path: Path) -> None:
+    importing = step(load(WORKFLOWS / "new-cluster.yml"), "Import the signing key")
+    result = run_script(
+        importing["run"],
+        {"FLEET_SIGNING_KEY": "", "RUNNER_TEMP": str(tmp_path), "GITHUB_ENV": str(tmp_path / "env")},
+        tmp_path,
+    )
+    assert result.returncode == 1
+    assert "::error::set the secret FLEET_SIGNING_KEY" in result.stdout
+    assert not (tmp_path / "env").exists()
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+# Prints a plan for the cluster named on its command line and exits as PLAN_EXITS says.
+_PLAN_STUB = """\
+import json, os, sys
+assert sys.argv[1:4] == ["-m", "pipeline", "plan"], sys.argv
+name = sys.argv[4]
+wanted = ["--target", "aws", "--spec", f"clusters/{name}.yaml", "--fleet", os.environ["FLEET"], "--markdown"]
+assert sys.argv[5:] == wanted, sys.argv
+code = json.loads(os.environ["PLAN_EXITS"]).get(name, 0)
+print(f"## Plan: {name} (stub)")
+print(f"error: {name} went wrong" if code not in (0, 4) else f"planning {name}", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.fixture
+def pull_request(tmp_path: Path) -> tuple[Path, str, str]:
+    """A repository whose pull request changes two specs, removes one and touches a nested file."""
+    repo = git_repo(tmp_path / "repo")
+    base = commit_files(repo, {"clusters/old.yaml": "name: old\n", "clusters/web.yaml": "name: web\n"}, "base")
+    head = commit_files(
+        repo,
+        {
+            "clusters/demo.yaml": "name: demo\n",
+            "clusters/web.yaml": "name: web\nregion: eu-west-1\n",
+            "clusters/old.yaml": None,
+            "clusters/notes/extra.yaml": "not a spec\n",
+        },
+        "change specs",
+    )
+    return repo, base, head
+
+
+def run_plan(repo: Path, base: str, head: str, exits: dict[str, int]) -> tuple[int, dict[str, str], str]:
+    plan = step(load(WORKFLOWS / "plan.yml"), "Plan each changed spec")
+    runner_temp = repo.parent / "runner"
+    runner_temp.mkdir(exist_ok=True)
+    output = runner_temp / "github_output"
+    output.write_text("")
+    stub_python(runner_temp / "bin", _PLAN_STUB)
+    result = run_script(
+        plan["run"],
+        {
+            "BASE_SHA": base,
+            "HEAD_SHA": head,
+            "FLEET": "https://github.example/acme/fleet.git",
+            "PLAN_EXITS": json.dumps(exits),
+            "RUNNER_TEMP": str(runner_temp),
+            "GITHUB_OUTPUT": str(output),
+            "PATH": f"{runner_temp / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        },
+        repo,
+    )
+    assert result.returncode == 0, result.stderr
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    comment = Path(outputs["comment"]).read_text() if "comment" in outputs else ""
+    return result.returncode, outputs, comment
+
+
+def test_plan_takes_exit_4_as_changes_and_comments_each_changed_spec(pull_request: tuple[Path, str, str]) -> None:
+    repo, base, head = pull_request
+    _, outputs, comment = run_plan(repo, base, head, {"demo": 4, "web": 0})
+    assert outputs["failed"] == "false"
+    assert comment.startswith("<!-- fleet-pipeline-plan -->\n")
+    assert "## Plan: demo (stub)" in comment
+    assert "## Plan: web (stub)" in comment
+    assert "## Spec removed: `old`" in comment
+    assert "extra" not in comment
+
+
+def test_plan_reports_a_failed_plan_in_the_comment_then_fails(pull_request: tuple[Path, str, str]) -> None:
+    repo, base, head = pull_request
+    _, outputs, comment = run_plan(repo, base, head, {"demo": 1, "web": 4})
+    assert outputs["failed"] == "true"
+    assert "## Plan: `demo` failed (exit 1)" in comment
+    assert "error: demo went wrong" in comment
+    assert "## Plan: web (stub)" in comment
+    final = step(load(WORKFLOWS / "plan.yml"), "Fail when a plan failed")
+    assert final["if"] == "steps.plan.outputs.failed == 'true'"
+    assert "exit 1" in final["run"]
+
+
+def test_plan_posts_one_comment_found_again_by_its_marker() -> None:
+    doc = load(WORKFLOWS / "plan.yml")
+    assert doc["on"] == {"pull_request": {"paths": ["clusters/*.yaml"]}}
+    assert doc["permissions"] == {"contents": "read", "pull-requests": "write", "id-token": "write"}
+    aws = [s for s in steps(doc) if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")]
+    assert aws[0]["with"]["role-to-assume"] == "${{ vars.AWS_PLAN_ROLE_ARN }}"
+    comment = step(doc, "Post or update the plan comment")
+    assert comment["uses"] == "actions/github-script@v7"
+    script = comment["with"]["script"]
+    assert '"<!-- fleet-pipeline-plan -->"' in script
+    assert "updateComment" in script
+    assert "createComment" in script
+    assert step(doc, "Plan each changed spec")["id"] == "plan"
+
+
+# --- the fleet's own workflow -------------------------------------------------------------
+
+
+def test_the_fleet_gets_its_verify_workflow_byte_for_byte() -> None:
+    files = fleet.initial_files("KEY", "F" * 40)
+    assert files[".github/workflows/verify.yml"] == FLEET_TEMPLATE.read_text(encoding="utf-8")
+    assert files == fleet.initial_files("KEY", "F" * 40)
+
+
+def test_the_fleet_workflow_verifies_pull_requests_and_main_read_only() -> None:
+    doc = load(FLEET_TEMPLATE)
+    assert doc["on"] == {"pull_request": {"branches": ["main"]}, "push": {"branches": ["main"]}}
+    assert doc["permissions"] == {"contents": "read"}
+    install = step(doc, "Install the pipeline")
+    assert install["env"] == {"PIPELINE_REPO_URL": "${{ vars.PIPELINE_REPO_URL }}"}
+    assert '"fleet-pipeline @ git+$PIPELINE_REPO_URL"' in install["run"]
+    verify = step(doc, "Verify")
+    assert 'python -m pipeline verify --fleet . --ref "$REF"' in verify["run"]
+    checkout = [s for s in steps(doc) if str(s.get("uses", "")).startswith("actions/checkout@")]
+    assert checkout[0]["with"]["fetch-depth"] == 0
+
+
+# Records the command line it was given.
+_VERIFY_STUB = """\
+import json, os, sys
+with open(os.environ["ARGS_FILE"], "w") as out:
+    json.dump(sys.argv[1:], out)
+"""
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> tuple[Path, str, str]:
+    """Like actions/checkout with full history: main as origin/main, the PR head as a commit."""
+    repo = git_repo(tmp_path / "fleet")
+    main = commit_files(repo, {"flux/system/keys/trusted.asc": "main's key\n"}, "main")
+    git(repo, "update-ref", "refs/remotes/origin/main", main)
+    git(repo, "checkout", "-q", "--detach")
+    head = commit_files(repo, {"flux/system/keys/trusted.asc": "another key\n"}, "pull request")
+    # Actions leaves HEAD on a merge commit; the local main is not necessarily origin/main.
+    git(repo, "update-ref", "refs/heads/main", head)
+    return repo, main, head
+
+
+def run_verify(repo: Path, env: dict[str, str]) -> list[str]:
+    verify = step(load(FLEET_TEMPLATE), "Verify")
+    stub_python(repo.parent / "bin", _VERIFY_STUB)
+    args = repo.parent / "args.json"
+    result = run_script(
+        verify["run"],
+        {**env, "ARGS_FILE": str(args), "PATH": f"{repo.parent / 'bin'}{os.pathsep}{os.environ['PATH']}"},
+        repo,
+    )
+    assert result.returncode == 0, result.stderr
+    called: list[str] = json.loads(args.read_text())
+    return called
+
+
+@pytest.mark.parametrize(
+    ("head_ref", "ref"),
+    [("cluster/demo", "cluster/demo"), ("main", "pull/7")],
+    ids=["a review branch", "a fork's branch called main"],
+)
+def test_the_fleet_check_verifies_the_pull_requests_head_against_main(
+    checkout: tuple[Path, str, str], head_ref: str, ref: str
+) -> None:
+    repo, main, head = checkout
+    env = {"EVENT": "pull_request", "HEAD_REF": head_ref, "HEAD_SHA": head, "PR_NUMBER": "7"}
+    assert run_verify(repo, env) == ["-m", "pipeline", "verify", "--fleet", ".", "--ref", ref]
+    assert git(repo, "rev-parse", "refs/heads/main") == main
+    assert git(repo, "rev-parse", f"refs/heads/{ref}") == head
+
+
+def test_the_fleet_check_verifies_main_after_a_push(checkout: tuple[Path, str, str]) -> None:
+    repo, main, _ = checkout
+    env = {"EVENT": "push", "HEAD_REF": "", "HEAD_SHA": main, "PR_NUMBER": ""}
+    assert run_verify(repo, env) == ["-m", "pipeline", "verify", "--fleet", ".", "--ref", "main"]
+    assert git(repo, "rev-parse", "refs/heads/main") == main
