@@ -90,8 +90,12 @@ def down(settings: Settings) -> bool:
     return stopped
 
 
-def answers(url: str, timeout: float = 1.0) -> bool:
-    """Whether an HTTP server answers at url; any HTTP status counts, only silence does not."""
+def answers(url: str, timeout: float = 5.0) -> bool:
+    """Whether an HTTP server answers at url; any HTTP status counts, only silence does not.
+
+    A refused connection answers at once; the timeout is for a server that is busy, as a
+    moto server serving several Terraform runs on two cores can be for a second or more.
+    """
     try:
         # Not /moto-api/data.json: it serialises every resource and slows as the server fills.
         with urllib.request.urlopen(f"{url.rstrip('/')}/", timeout=timeout):
