@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
+from pipeline.actions import Runner
 from pipeline.redact import register
-from pipeline.report import Reporter
+from pipeline.report import Outcome, Reporter, markdown_list
 
 
 def test_stages_show_progress_and_time_at_a_terminal():
@@ -29,7 +31,7 @@ def test_verbose_shows_every_tool_line():
 
 def test_in_actions_stages_are_log_groups_and_errors_annotations():
     out = io.StringIO()
-    reporter = Reporter(out, actions=True)
+    reporter = Reporter(out, runner=Runner())
     with pytest.raises(RuntimeError), reporter.stage("render"):
         raise RuntimeError
     reporter.error("it broke")
@@ -46,3 +48,38 @@ def test_colour_only_when_asked_and_secrets_never_printed():
     Reporter(painted, color=True).error("x")
     assert plain.getvalue() == "error: token *** rejected\n"
     assert "\033[31m" in painted.getvalue()
+
+
+def test_in_actions_an_error_with_a_place_is_an_annotation_there_and_stays_one_line():
+    out = io.StringIO()
+    Reporter(out, runner=Runner()).error("bad\n::warning::x", file="specs/a,b.yaml", line=4)
+    assert out.getvalue() == "::error file=specs/a%2Cb.yaml,line=4::bad%0A::warning::x\n"
+
+
+def test_a_command_ends_with_its_lines_on_stdout():
+    progress, out = io.StringIO(), io.StringIO()
+    Reporter(progress, out=out).finish(Outcome(("cluster demo: created", "next: approve it"), {"cluster": "demo"}))
+    assert out.getvalue() == "cluster demo: created\nnext: approve it\n"
+    assert progress.getvalue() == ""
+
+
+def test_with_json_stdout_is_one_object_and_the_lines_go_with_the_progress():
+    register(['tok"en-secret-value'])
+    progress, out = io.StringIO(), io.StringIO()
+    reporter = Reporter(progress, out=out, as_json=True)
+    reporter.finish(Outcome(("done",), {"cluster": "demo", "note": ['tok"en-secret-value'], "pull_request": None}))
+    assert json.loads(out.getvalue()) == {"cluster": "demo", "note": ["***"], "pull_request": None}
+    assert progress.getvalue() == "done\n"
+
+
+def test_with_json_a_failure_is_one_object_too_and_still_one_line_on_stderr():
+    progress, out = io.StringIO(), io.StringIO()
+    Reporter(progress, out=out, as_json=True).failed("no fleet", 2)
+    assert json.loads(out.getvalue()) == {"error": "no fleet", "exit_code": 2}
+    assert progress.getvalue() == "error: no fleet\n"
+
+
+def test_a_summary_made_of_lines_is_a_heading_and_bullets():
+    assert markdown_list("Approved cluster demo", ["main is now abc", "Flux applies it"]) == (
+        "### Approved cluster demo\n\n- main is now abc\n- Flux applies it\n"
+    )
