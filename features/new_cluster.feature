@@ -4,8 +4,9 @@ Feature: A new cluster on the local target
 
   Scenario: An empty fleet gets a signed cluster that matches the network
     Given an empty fleet
-    When I run new-cluster "demo"
+    When I run new-cluster "demo" in GitHub Actions with --json
     Then the run succeeds
+    And its JSON result, step outputs and job summary name the commit on "cluster/demo"
     And branch "cluster/demo" holds a commit signed by a trusted key
     And the AWSCluster on "cluster/demo" names the VPC and subnets that exist in the AWS endpoint
     When I approve "demo"

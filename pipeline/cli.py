@@ -6,9 +6,11 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TextIO
 
+from pipeline.actions import Runner
 from pipeline.commands import (
     approve,
     delete_cluster,
@@ -40,6 +42,7 @@ _EXAMPLES = {
     "delete-cluster": "example: python -m pipeline delete-cluster demo --fleet ./fleet.git",
     "status": "example: python -m pipeline status demo",
 }
+JSON_HELP = "print one JSON object on stdout at the end, also on failure; progress stays on stderr"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,13 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--github-repo", metavar="OWNER/NAME", help="the fleet repo on GitHub (default: from --fleet)")
 
     new.add_argument("--force", action="store_true", help="accept replacing the VPC or subnets of a running cluster")
+    new.add_argument("--json", action="store_true", help=JSON_HELP)
 
     planned = command(
         "plan", "What new-cluster would change (Terraform plan, manifest diff); writes nothing; exit 4: changes."
     )
     planned.add_argument("name", metavar="NAME")
     planned.add_argument("--spec", type=Path, help="cluster spec YAML (default: a small dev cluster)")
-    planned.add_argument("--markdown", action="store_true", help="print Markdown, e.g. for a pull request comment")
+    shown = planned.add_mutually_exclusive_group()
+    shown.add_argument("--markdown", action="store_true", help="print Markdown, e.g. for a pull request comment")
+    shown.add_argument("--json", action="store_true", help=JSON_HELP)
 
     gone = command(
         "delete-cluster", "Delete a cluster: its signed removal for review, then (once on main) its network."
@@ -83,15 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     gone.add_argument("--review", choices=("local", "github"), default="local", help="how the removal is reviewed")
     gone.add_argument("--github-repo", metavar="OWNER/NAME", help="the fleet repo on GitHub (default: from --fleet)")
     gone.add_argument("--force", action="store_true", help="destroy the network even while its manifests are on main")
+    gone.add_argument("--json", action="store_true", help=JSON_HELP)
 
     approve = command("approve", "Local review: verify the signed branch cluster/NAME and merge it into main.")
     target = approve.add_mutually_exclusive_group(required=True)
     target.add_argument("name", metavar="NAME", nargs="?")
     target.add_argument("--keys", action="store_true", help="approve the trusted-keys change on keys/rotation")
+    approve.add_argument("--json", action="store_true", help=JSON_HELP)
 
     merge = command("merge", "GitHub review: fast-forward main to the approved, signed head of the pull request.")
     merge.add_argument("name", metavar="NAME")
     merge.add_argument("--github-repo", metavar="OWNER/NAME", help="the fleet repo on GitHub (default: from --fleet)")
+    merge.add_argument("--json", action="store_true", help=JSON_HELP)
 
     verify = command("verify", "Check the fleet as the reconciler would: signature, schemas, kustomize, fleet rules.")
     verify.add_argument("--ref", default="main", help="branch to check (trust always comes from main)")
@@ -103,10 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     lister = command(
         "list", "Every cluster in the fleet: region, CIDR, commit and signature, review branch, state serial, last run."
     )
-    lister.add_argument("--json", action="store_true", help="print one JSON document (sorted keys)")
+    lister.add_argument("--json", action="store_true", help=JSON_HELP)
     show = command("status", "One cluster: region, CIDR, commit and signature, review branch, state serial, last run.")
     show.add_argument("name", metavar="NAME")
-    show.add_argument("--json", action="store_true", help="print one JSON object")
+    show.add_argument("--json", action="store_true", help=JSON_HELP)
 
     fetch = command("schemas", "The Cluster API and CAPA CRD schemas that validation uses.")
     fetch.add_argument("action", choices=("fetch",), help="fetch: download the pinned CRDs into the cache")
@@ -120,30 +129,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     register_env(env)
-    actions = env.get("GITHUB_ACTIONS") == "true"
-    color = sys.stderr.isatty() and "NO_COLOR" not in env and not actions
-    reporter = Reporter(actions=actions, verbose=args.verbose, color=color)
+    runner = Runner.from_env(env) if env.get("GITHUB_ACTIONS") == "true" else None
+    reporter = Reporter(
+        runner=runner,
+        verbose=args.verbose,
+        color=runner is None and use_color(sys.stderr, env),
+        as_json=getattr(args, "json", False),
+    )
     try:
         settings = load_settings(
             env, Path.cwd(), target=args.target, fleet=args.fleet, github_repo=getattr(args, "github_repo", None)
         )
         return _dispatch(args, settings, reporter)
     except SpecError as exc:
-        if actions and exc.line is not None and getattr(args, "spec", None):
-            print(f"::error file={args.spec},line={exc.line}::{redact(str(exc))}", file=sys.stderr)
-        else:
-            reporter.error(str(exc))
+        spec = getattr(args, "spec", None)
+        reporter.failed(str(exc), exc.exit_code, file=None if spec is None else str(spec), line=exc.line)
         return exc.exit_code
     except PipelineError as exc:
-        reporter.error(str(exc))
+        reporter.failed(str(exc), exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
-        reporter.error("interrupted")
+        reporter.failed("interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except Exception as exc:  # an unexpected failure is ours, not the user's: keep the traceback
         log = _write_crash_log(traceback.format_exc())
-        reporter.error(f"unexpected {type(exc).__name__}: {exc} (traceback in {log})")
+        reporter.failed(f"unexpected {type(exc).__name__}: {exc} (traceback in {log})", EXIT_FAILED)
         return EXIT_FAILED
+
+
+def use_color(stream: TextIO, env: Mapping[str, str]) -> bool:
+    """Colour only for a person at a terminal who has not asked for none (https://no-color.org: set, non-empty)."""
+    return stream.isatty() and not env.get("NO_COLOR")
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:

@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.model import ClusterSpec, Manifests, NetworkResult
+from pipeline.model import ClusterSpec, Manifests, NetworkOutputs, NetworkResult
 
 # GitHub refuses bodies over 65,536 characters; the diff gives way first.
 MAX_BODY = 65_000
@@ -87,20 +87,14 @@ def _network(cluster: ClusterSpec, network: NetworkResult) -> list[str]:
     out = network.outputs
     changes = network.changes
     zones = sorted({s.zone for s in out.subnets})
-    by_zone = {(s.zone, s.public): s for s in out.subnets}
     lines = [
         "## Network (Terraform)",
         "",
         f"VPC `{out.vpc_id}` `{out.vpc_cidr}` in {len(zones)} zones; "
         f"NAT: {cluster.network.nat_gateways} ({', '.join(f'`{n}`' for n in out.nat_gateway_ids) or 'none'}).",
         "",
-        "| Zone | Public subnet | Private subnet |",
-        "|---|---|---|",
+        *subnet_table(out),
     ]
-    for zone in zones:
-        cells = [by_zone.get((zone, public)) for public in (True, False)]
-        shown = [f"`{s.id}` {s.cidr}" if s else "—" for s in cells]
-        lines.append(f"| {zone} | {shown[0]} | {shown[1]} |")
     endpoints = ", ".join(f"`{service}` (`{vpce}`)" for service, vpce in out.endpoint_ids) or "none"
     if out.bastion is None:
         bastion = "none"
@@ -116,6 +110,16 @@ def _network(cluster: ClusterSpec, network: NetworkResult) -> list[str]:
         "",
     ]
     return lines
+
+
+def subnet_table(outputs: NetworkOutputs) -> list[str]:
+    """A Markdown table of the subnets, a row per zone."""
+    by_zone = {(s.zone, s.public): f"`{s.id}` {s.cidr}" for s in outputs.subnets}
+    rows = [
+        f"| {zone} | {by_zone.get((zone, True), '—')} | {by_zone.get((zone, False), '—')} |"
+        for zone in sorted({s.zone for s in outputs.subnets})
+    ]
+    return ["| Zone | Public subnet | Private subnet |", "|---|---|---|", *rows]
 
 
 def _files(statuses: tuple[tuple[str, str], ...]) -> list[str]:

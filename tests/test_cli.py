@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -8,15 +10,26 @@ from pathlib import Path
 import pytest
 
 from pipeline import journal
-from pipeline.cli import main
+from pipeline.cli import JSON_HELP, main, use_color
+from pipeline.commands import new_cluster
 from pipeline.errors import EXIT_BAD_INPUT, EXIT_BLOCKED
+from pipeline.model import CommitResult, Manifest, Manifests, NetworkResult, PlanSummary
+from pipeline.report import Reporter
+from tests.fixtures_render import sample_outputs, sample_spec
+
+BAD_SPEC = "name: demo\ncontrolPlane:\n  replicas: 2\n"
+BAD_SPEC_ERROR = (
+    "spec field 'controlPlane.replicas': 2 control plane machines cannot keep etcd quorum; use an odd number: 1, 3 or 5"
+)
 
 
 def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # Run as at a developer's shell even when the tests run in GitHub Actions: only `env` says otherwise.
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("GITHUB_")}
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**inherited, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -26,15 +39,49 @@ def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproc
 
 def test_a_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path: Path):
     spec = tmp_path / "demo.yaml"
-    spec.write_text("name: demo\ncontrolPlane:\n  replicas: 2\n")
+    spec.write_text(BAD_SPEC)
     result = run_cli(tmp_path, "new-cluster", "demo", "--spec", str(spec))
     assert result.returncode == EXIT_BAD_INPUT
-    lines = result.stderr.strip().splitlines()
-    assert lines == [
-        "error: spec field 'controlPlane.replicas': 2 control plane machines cannot keep etcd quorum; "
-        "use an odd number: 1, 3 or 5"
-    ]
+    assert result.stderr.strip().splitlines() == [f"error: {BAD_SPEC_ERROR}"]
+    assert result.stdout == ""
+    assert "\033[" not in result.stderr  # not a terminal: no colour
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.yaml"]
+
+
+def test_with_json_a_bad_spec_is_one_json_object_on_stdout_and_one_line_on_stderr(tmp_path: Path):
+    (tmp_path / "demo.yaml").write_text(BAD_SPEC)
+    result = run_cli(tmp_path, "new-cluster", "demo", "--spec", "demo.yaml", "--json")
+    assert result.returncode == EXIT_BAD_INPUT
+    assert json.loads(result.stdout) == {"error": BAD_SPEC_ERROR, "exit_code": EXIT_BAD_INPUT}
+    assert result.stderr.strip().splitlines() == [f"error: {BAD_SPEC_ERROR}"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("no_color", "painted"), [(None, True), ("1", False), ("", True)])
+def test_colour_at_a_terminal_unless_no_color_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_color: str | None, painted: bool
+):
+    (tmp_path / "demo.yaml").write_text(BAD_SPEC)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["new-cluster", "demo", "--spec", "demo.yaml"]) == EXIT_BAD_INPUT
+    assert ("\033[" in terminal.getvalue()) is painted
+    assert BAD_SPEC_ERROR in terminal.getvalue()
+
+
+def test_colour_needs_a_terminal():
+    assert not use_color(io.StringIO(), {})
+    assert use_color(Terminal(), {})
 
 
 @pytest.mark.parametrize("name", ["../evil", "Demo", "a" * 40, "x/y"])
@@ -61,6 +108,14 @@ def test_in_github_actions_a_spec_error_is_an_annotation_on_its_line(tmp_path: P
     assert "did you mean 'natGateways'" in result.stderr
 
 
+def test_in_github_actions_with_json_the_annotation_names_an_escaped_file_and_stdout_is_json(tmp_path: Path):
+    (tmp_path / "a,b.yaml").write_text(BAD_SPEC)
+    result = run_cli(tmp_path, "new-cluster", "demo", "--spec", "a,b.yaml", "--json", env={"GITHUB_ACTIONS": "true"})
+    assert result.returncode == EXIT_BAD_INPUT
+    assert result.stderr.strip().splitlines() == [f"::error file=a%2Cb.yaml,line=3::{BAD_SPEC_ERROR}"]
+    assert json.loads(result.stdout)["exit_code"] == EXIT_BAD_INPUT
+
+
 def test_a_second_run_for_the_same_cluster_is_blocked_naming_the_holder(tmp_path: Path):
     state = tmp_path / ".pipeline"
     with journal.run(state / "runs", "demo", "new-cluster") as held:
@@ -71,13 +126,59 @@ def test_a_second_run_for_the_same_cluster_is_blocked_naming_the_holder(tmp_path
 
 @pytest.mark.parametrize(
     "command",
-    ["new-cluster", "approve", "merge", "verify", "keys", "local", "schemas", "list", "status", "delete-cluster"],
+    [
+        "new-cluster",
+        "approve",
+        "merge",
+        "verify",
+        "keys",
+        "local",
+        "schemas",
+        "list",
+        "status",
+        "delete-cluster",
+        "plan",
+    ],
 )
 def test_every_command_has_help_with_an_example(command: str, capsys: pytest.CaptureFixture[str]):
     with pytest.raises(SystemExit) as exited:
         main([command, "--help"])
     assert exited.value.code == 0
     assert "example: python -m pipeline" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["new-cluster", "plan", "approve", "merge", "delete-cluster", "list", "status"])
+def test_every_json_flag_promises_the_same(command: str, capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert " ".join(JSON_HELP.split()) in " ".join(capsys.readouterr().out.split())
+
+
+def test_new_cluster_with_json_ends_with_one_object_naming_what_it_made_and_what_is_next():
+    progress, out = io.StringIO(), io.StringIO()
+    head = "0123456789abcdef0123456789abcdef01234567"
+    ended = new_cluster.finished(
+        sample_spec(),
+        NetworkResult(sample_outputs(), PlanSummary(add=27, change=0, destroy=0), state_serial=1),
+        Manifests("demo", (Manifest("clusters/demo/cluster.yaml", "x"),)),
+        CommitResult("cluster/demo", head, changed=True, signer="ABCDEF"),
+        pull=None,
+        on_main_already=False,
+    )
+    Reporter(progress, out=out, as_json=True).finish(ended)
+    shown = json.loads(out.getvalue())
+    assert {key: shown[key] for key in ("cluster", "region", "vpc_id", "vpc_cidr", "commit", "changed", "branch")} == {
+        "cluster": "demo",
+        "region": "us-east-1",
+        "vpc_id": "vpc-0abc1234",
+        "vpc_cidr": "10.20.0.0/16",
+        "commit": head,
+        "changed": True,
+        "branch": "cluster/demo",
+    }
+    assert shown["pull_request"] is None
+    assert shown["next"] == "review and approve it: python -m pipeline approve demo"
+    assert progress.getvalue().splitlines()[-1] == "next: review and approve it: python -m pipeline approve demo"
 
 
 def test_keys_export_before_any_fleet_prints_the_key_a_new_fleet_will_trust(tmp_path: Path):

@@ -14,7 +14,7 @@ from pipeline import delete, journal, pr_body, review, signing, spec
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK
 from pipeline.model import fingerprint
-from pipeline.report import Reporter
+from pipeline.report import Outcome, Reporter, markdown_list
 
 
 def run(name: str, review_mode: str, force: bool, settings: Settings, reporter: Reporter) -> int:
@@ -42,16 +42,14 @@ def run(name: str, review_mode: str, force: bool, settings: Settings, reporter: 
             )
             if not force:
                 record.finish("succeeded", commit=removal.commit.commit, awaiting="review of the removal")
-                _print_under_review(standing, removal)
+                reporter.finish(_finished(standing, removal, None))
                 return EXIT_OK
 
         with reporter.stage("destroy"):
             teardown = delete.tear_down(standing, settings, force, reporter.tool_line)
         record.stage("destroy", fingerprint(asdict(standing)), asdict(teardown))
         record.finish("succeeded")
-    _print_teardown(standing, teardown)
-    if removal is not None:
-        _print_under_review(standing, removal)
+    reporter.finish(_finished(standing, removal, teardown))
     return EXIT_OK
 
 
@@ -76,33 +74,70 @@ def _report_removal(reporter: Reporter, removal: delete.Removal) -> None:
         reporter.info(f"pull request #{removal.pull.number}: {removal.pull.url}")
 
 
-def _print_under_review(standing: delete.Standing, removal: delete.Removal) -> None:
-    name = standing.name
-    print(f"cluster {name}: its removal is under review on {removal.commit.branch} at {removal.commit.commit}")
+def _finished(standing: delete.Standing, removal: delete.Removal | None, teardown: delete.Teardown | None) -> Outcome:
+    """What this run did to the cluster (its removal, its network) and what is left to do."""
+    lines = [] if teardown is None else _torn_down(standing, teardown)
+    step = None
+    if removal is not None:
+        step = _approval_step(standing.name, removal)
+        lines += _under_review(standing, removal, step)
+    found = standing.network
+    data = {
+        "cluster": standing.name,
+        "removal": None if removal is None else _removal_data(removal),
+        "network": None if found is None else {"region": found.region, "vpc_id": found.vpc_id},
+        "destroyed": teardown is not None and teardown.destroyed,
+        "branch_deleted": teardown is not None and teardown.branch_deleted,
+        "next": step,
+    }
+    return Outcome(tuple(lines), data, summary=markdown_list(f"Deleting cluster `{standing.name}`", lines))
+
+
+def _removal_data(removal: delete.Removal) -> dict[str, object]:
+    return {
+        "commit": removal.commit.commit,
+        "changed": removal.commit.changed,
+        "branch": removal.commit.branch,
+        "pull_request": None if removal.pull is None else removal.pull.url,
+    }
+
+
+def _approval_step(name: str, removal: delete.Removal) -> str:
     if removal.pull is not None:
-        print(f"next: a reviewer approves {removal.pull.url}, then: python -m pipeline merge {name}")
-    else:
-        print(f"next: python -m pipeline approve {name}")
+        return f"a reviewer approves {removal.pull.url}, then: python -m pipeline merge {name}"
+    return f"python -m pipeline approve {name}"
+
+
+def _under_review(standing: delete.Standing, removal: delete.Removal, step: str) -> list[str]:
+    name = standing.name
+    lines = [
+        f"cluster {name}: its removal is under review on {removal.commit.branch} at {removal.commit.commit}",
+        f"next: {step}",
+    ]
     if standing.network is not None:
-        print(f"then: python -m pipeline delete-cluster {name} destroys its network in {standing.network.region}")
+        lines.append(
+            f"then: python -m pipeline delete-cluster {name} destroys its network in {standing.network.region}"
+        )
+    return lines
 
 
-def _print_teardown(standing: delete.Standing, teardown: delete.Teardown) -> None:
+def _torn_down(standing: delete.Standing, teardown: delete.Teardown) -> list[str]:
     name = standing.name
     found = standing.network
     if standing.branch_head is None and not standing.on_main and not teardown.destroyed:
-        print(f"cluster {name} is already gone: not on main, no review branch, no network state")
-        return
-    if teardown.branch_deleted:
-        print(f"cluster {name}: review branch {standing.branch} deleted")
+        return [f"cluster {name} is already gone: not on main, no review branch, no network state"]
+    lines = [f"cluster {name}: review branch {standing.branch} deleted"] if teardown.branch_deleted else []
     if found is None:
-        print(f"cluster {name}: no network recorded in the fleet or in this machine's state; nothing to destroy")
+        lines.append(f"cluster {name}: no network recorded in the fleet or in this machine's state; nothing to destroy")
     elif not teardown.destroyed:
-        print(f"cluster {name}: no Terraform state for its network in {found.region}; nothing to destroy")
+        lines.append(f"cluster {name}: no Terraform state for its network in {found.region}; nothing to destroy")
     else:
-        print(f"cluster {name}: {found.vpc_id or 'network'} in {found.region} destroyed, its Terraform state removed")
+        lines.append(
+            f"cluster {name}: {found.vpc_id or 'network'} in {found.region} destroyed, its Terraform state removed"
+        )
     if teardown.destroyed and standing.on_main:
-        print(
+        lines.append(
             f"warning: cluster {name}'s manifests are still on main: Flux keeps its Cluster API objects, "
             "which now point at a missing VPC, until the removal is on main"
         )
+    return lines

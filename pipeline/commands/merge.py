@@ -9,7 +9,7 @@ from pipeline import approve as landing
 from pipeline import github, review
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK, BadInput, Blocked
-from pipeline.report import Reporter
+from pipeline.report import Outcome, Reporter, markdown_list
 
 
 def run(name: str, settings: Settings, reporter: Reporter) -> int:
@@ -29,10 +29,22 @@ def run(name: str, settings: Settings, reporter: Reporter) -> int:
                 f"(or changes were requested); a reviewer approves {pull.url} first"
             )
         approval = landing.merge(target, settings, pull.head_sha)
-    if approval.how == "already merged":
-        reporter.info(f"{target.branch} is already on main ({approval.main[:12]}); nothing to do")
-    else:
-        reporter.info(
-            f"main is now {approval.main[:12]}, the approved head of #{pull.number}, signed by {approval.signer}"
-        )
+    reporter.finish(_finished(target, approval, pull))
     return EXIT_OK
+
+
+def _finished(target: landing.Review, approval: landing.Approval, pull: github.PullRequest) -> Outcome:
+    merged = approval.how != "already merged"
+    if merged:
+        lines = (f"main is now {approval.main[:12]}, the approved head of #{pull.number}, signed by {approval.signer}",)
+    else:
+        lines = (f"{target.branch} is already on main ({approval.main[:12]}); nothing to do",)
+    data = {
+        "branch": target.branch,
+        "main": approval.main,
+        "how": approval.how,
+        "signer": approval.signer,
+        "changed": merged,
+        "pull_request": pull.url,
+    }
+    return Outcome(lines, data, summary=markdown_list(f"Merged {target.label}: [#{pull.number}]({pull.url})", lines))

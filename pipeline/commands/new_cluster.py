@@ -6,6 +6,7 @@ spec → network (Terraform) → render → validate → commit (signed, on clus
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from pipeline import (
@@ -27,7 +28,7 @@ from pipeline.config import Settings
 from pipeline.errors import EXIT_OK, Blocked
 from pipeline.github import PullRequest
 from pipeline.model import ClusterSpec, CommitResult, Manifests, NetworkResult
-from pipeline.report import Reporter
+from pipeline.report import Outcome, Reporter
 
 _CLAIM_ATTEMPTS = 5
 
@@ -92,7 +93,7 @@ def run(
                 reporter.info(f"pull request #{pull.number}: {pull.url}")
             record.stage("review", manifests.fingerprint(), {"pull_request": pull.url})
         record.finish("succeeded", commit=outcome.commit)
-    _print_next_steps(cluster, result, manifests, outcome, pull=pull, on_main_already=on_main_already)
+    reporter.finish(finished(cluster, result, manifests, outcome, pull=pull, on_main_already=on_main_already))
     return EXIT_OK
 
 
@@ -130,15 +131,11 @@ def _network_outcome(result: NetworkResult) -> dict[str, object]:
 
 
 def _report_network(reporter: Reporter, result: NetworkResult) -> None:
-    changes = result.changes
     outputs = result.outputs
-    if changes.empty:
+    if result.changes.empty:
         reporter.info(f"network unchanged: {outputs.vpc_id} (state serial {result.state_serial})")
     else:
-        reporter.info(
-            f"{changes.add} added, {changes.change} changed, {changes.destroy} destroyed: "
-            f"{outputs.vpc_id} {outputs.vpc_cidr}, {len(outputs.subnets)} subnets"
-        )
+        reporter.info(f"{_changes(result)}: {outputs.vpc_id} {outputs.vpc_cidr}, {len(outputs.subnets)} subnets")
 
 
 def _report_commit(reporter: Reporter, outcome: CommitResult) -> None:
@@ -148,7 +145,7 @@ def _report_commit(reporter: Reporter, outcome: CommitResult) -> None:
         reporter.info(f"nothing to commit: {outcome.branch} already holds these manifests")
 
 
-def _print_next_steps(
+def finished(
     cluster: ClusterSpec,
     result: NetworkResult,
     manifests: Manifests,
@@ -156,17 +153,79 @@ def _print_next_steps(
     *,
     pull: PullRequest | None,
     on_main_already: bool,
-) -> None:
+) -> Outcome:
+    """What was made and what to do next, for a person, for --json, and for the Actions job."""
     name = cluster.name
-    zones = sorted({s.zone for s in result.outputs.subnets})
-    print(
-        f"cluster {name}: {cluster.region}, VPC {result.outputs.vpc_id} ({result.outputs.vpc_cidr}), "
-        f"zones {', '.join(zones)}"
+    outputs = result.outputs
+    step = _next_step(name, pull=pull, on_main_already=on_main_already)
+    changes = "unchanged" if result.changes.empty else _changes(result)
+    committed = "signed and pushed" if outcome.changed else "already there, nothing committed"
+    lines = (
+        f"cluster {name}: {cluster.region}, Kubernetes {cluster.kubernetes_version}, "
+        f"VPC {outputs.vpc_id} ({outputs.vpc_cidr}), zones {', '.join(_zones(result))}",
+        f"network: {changes}",
+        f"manifests: {len(manifests.files)} files on {outcome.branch} at {outcome.commit} ({committed})",
+        "main already holds these manifests; nothing to review" if step is None else f"next: {step}",
     )
-    print(f"manifests: {len(manifests.files)} files on {outcome.branch} at {outcome.commit}")
+    data = {
+        "cluster": name,
+        "region": cluster.region,
+        "kubernetes_version": cluster.kubernetes_version,
+        "vpc_id": outputs.vpc_id,
+        "vpc_cidr": outputs.vpc_cidr,
+        "zones": list(_zones(result)),
+        "subnets": [asdict(subnet) for subnet in outputs.subnets],
+        "commit": outcome.commit,
+        "changed": outcome.changed,
+        "branch": outcome.branch,
+        "pull_request": None if pull is None else pull.url,
+        "next": step,
+    }
+    return Outcome(
+        lines,
+        data,
+        summary=_job_summary(cluster, result, outcome, pull, step),
+        outputs={"commit": outcome.commit or "", "pr_url": "" if pull is None else pull.url},
+    )
+
+
+def _next_step(name: str, *, pull: PullRequest | None, on_main_already: bool) -> str | None:
+    """The command that takes the cluster onto main; None when it is there already."""
     if on_main_already:
-        print("main already holds these manifests; nothing to review")
-    elif pull is not None:
-        print(f"next: a reviewer approves {pull.url}, then: python -m pipeline merge {name}")
-    else:
-        print(f"next: review and approve it: python -m pipeline approve {name}")
+        return None
+    if pull is not None:
+        return f"a reviewer approves {pull.url}, then: python -m pipeline merge {name}"
+    return f"review and approve it: python -m pipeline approve {name}"
+
+
+def _job_summary(
+    cluster: ClusterSpec, result: NetworkResult, outcome: CommitResult, pull: PullRequest | None, step: str | None
+) -> str:
+    outputs = result.outputs
+    lines = [
+        f"### Cluster `{cluster.name}`",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Region | {cluster.region} |",
+        f"| Kubernetes | {cluster.kubernetes_version} |",
+        f"| VPC | `{outputs.vpc_id}` {outputs.vpc_cidr} |",
+        f"| Zones | {', '.join(_zones(result))} |",
+        f"| Terraform | {'no changes' if result.changes.empty else _changes(result)} |",
+        f"| Commit | `{outcome.commit}` on `{outcome.branch}`{'' if outcome.changed else ' (unchanged)'} |",
+        *([] if pull is None else [f"| Pull request | [#{pull.number}]({pull.url}) |"]),
+        "",
+        *pr_body.subnet_table(outputs),
+        "",
+        "Main already holds these manifests; nothing to review." if step is None else f"**Next:** {step}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _zones(result: NetworkResult) -> tuple[str, ...]:
+    return tuple(sorted({s.zone for s in result.outputs.subnets}))
+
+
+def _changes(result: NetworkResult) -> str:
+    changes = result.changes
+    return f"{changes.add} added, {changes.change} changed, {changes.destroy} destroyed"

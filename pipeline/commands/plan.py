@@ -7,7 +7,7 @@ from pathlib import Path
 from pipeline import plan, spec
 from pipeline.config import Settings
 from pipeline.errors import EXIT_CHANGES, EXIT_OK
-from pipeline.report import Reporter
+from pipeline.report import Outcome, Reporter
 
 
 def run(name: str, spec_path: Path | None, markdown: bool, settings: Settings, reporter: Reporter) -> int:
@@ -15,5 +15,26 @@ def run(name: str, spec_path: Path | None, markdown: bool, settings: Settings, r
     with reporter.stage("plan"):
         result = plan.plan_cluster(name, source, settings, reporter.tool_line)
     # The plan itself goes to stdout, progress to stderr: `plan demo --markdown > comment.md` works.
-    print(plan.to_markdown(result) if markdown else plan.to_text(result), end="")
+    shown = plan.to_markdown(result) if markdown else plan.to_text(result)
+    reporter.finish(Outcome(tuple(shown.splitlines()), _data(result), summary=plan.to_markdown(result)))
     return EXIT_CHANGES if result.changed else EXIT_OK
+
+
+def _data(result: plan.ClusterPlan) -> dict[str, object]:
+    network = result.network
+    return {
+        "cluster": result.cluster.name,
+        "region": result.cluster.region,
+        "vpc_cidr": result.cluster.network.cidr,
+        "changed": result.changed,
+        "network": {
+            "add": network.summary.add,
+            "change": network.summary.change,
+            "destroy": network.summary.destroy,
+            "resources": [{"address": address, "action": action} for address, action in network.resources],
+            "replaces_network": list(network.replaces_network),
+        },
+        # None: not rendered yet, as a new cluster has no network ids to render with.
+        "manifests": None if result.files is None else [{"path": p, "status": s} for p, s in result.files],
+        "diff": result.diff,
+    }
