@@ -18,20 +18,30 @@ def run(name: str | None, settings: Settings, reporter: Reporter) -> int:
 
 
 def _finished(target: landing.Review, approval: landing.Approval) -> Outcome:
-    merged = approval.how != "already merged"
-    if merged:
-        lines: tuple[str, ...] = (
+    return landed(
+        target,
+        approval,
+        merged=(
             f"main is now {approval.main[:12]} ({approval.how}), signed by {approval.signer}",
             "Flux on the management cluster applies it on its next pull",
-        )
-    else:
-        lines = (f"{target.branch} is already on main ({approval.main[:12]}); nothing to do",)
+        ),
+        title=f"Approved {target.label}",
+        review=target.label,
+    )
+
+
+def landed(
+    target: landing.Review, approval: landing.Approval, *, merged: tuple[str, ...], title: str, **extra: str
+) -> Outcome:
+    """How a review branch's landing on main ends: what main is now, or that it already was."""
+    changed = approval.how != "already merged"
+    lines = merged if changed else (f"{target.branch} is already on main ({approval.main[:12]}); nothing to do",)
     data = {
-        "review": target.label,
         "branch": target.branch,
         "main": approval.main,
         "how": approval.how,
         "signer": approval.signer,
-        "changed": merged,
+        "changed": changed,
+        **extra,
     }
-    return Outcome(lines, data, summary=markdown_list(f"Approved {target.label}", lines))
+    return Outcome(lines, data, summary=markdown_list(title, lines))

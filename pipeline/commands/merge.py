@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pipeline import approve as landing
 from pipeline import github, review
+from pipeline.commands.approve import landed
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK, BadInput, Blocked
-from pipeline.report import Outcome, Reporter, markdown_list
+from pipeline.report import Outcome, Reporter
 
 
 def run(name: str, settings: Settings, reporter: Reporter) -> int:
@@ -34,17 +35,10 @@ def run(name: str, settings: Settings, reporter: Reporter) -> int:
 
 
 def _finished(target: landing.Review, approval: landing.Approval, pull: github.PullRequest) -> Outcome:
-    merged = approval.how != "already merged"
-    if merged:
-        lines = (f"main is now {approval.main[:12]}, the approved head of #{pull.number}, signed by {approval.signer}",)
-    else:
-        lines = (f"{target.branch} is already on main ({approval.main[:12]}); nothing to do",)
-    data = {
-        "branch": target.branch,
-        "main": approval.main,
-        "how": approval.how,
-        "signer": approval.signer,
-        "changed": merged,
-        "pull_request": pull.url,
-    }
-    return Outcome(lines, data, summary=markdown_list(f"Merged {target.label}: [#{pull.number}]({pull.url})", lines))
+    return landed(
+        target,
+        approval,
+        merged=(f"main is now {approval.main[:12]}, the approved head of #{pull.number}, signed by {approval.signer}",),
+        title=f"Merged {target.label}: [#{pull.number}]({pull.url})",
+        pull_request=pull.url,
+    )
