@@ -46,6 +46,8 @@ FLEET_POOL = ipaddress.IPv4Network("10.0.0.0/8")
 DEFAULT_PREFIX = 16
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Terraform names the cluster's AWS resources after it: a letter first, at least two characters.
+_CLUSTER_NAME = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.(nano|micro|small|medium|large|metal|\d*xlarge)(-\d+xl)?$")
 _K8S_VERSION = re.compile(r"^v1\.(\d+)\.(\d+)$")
@@ -223,7 +225,9 @@ class _Parser:
         data = self.source.data
         self.known(data, "", "")
         name = self.string(data, "name", "name", default=cli_name)
-        self.dns_label(name, "name", MAX_NAME_LENGTH)
+        problem = _cluster_name_problem(name)
+        if problem is not None:
+            raise self.fail("name", problem, _CLUSTER_NAME_FIX)
         if name != cli_name:
             raise self.fail(
                 "name",
@@ -401,14 +405,26 @@ class _Parser:
         return tuple(sorted(result))
 
 
+_CLUSTER_NAME_FIX = (
+    "use 2 or more lowercase letters, digits and '-', starting with a letter and ending with a letter or digit"
+)
+
+
 def check_name(name: str) -> None:
     """A cluster name the command line gives, before it becomes a path, a branch or a lock."""
-    if not _DNS_LABEL.match(name) or len(name) > MAX_NAME_LENGTH:
-        raise SpecError(
-            "name",
-            f"'{name}' is not a DNS-1123 label of at most {MAX_NAME_LENGTH} characters",
-            "use lowercase letters, digits and '-', starting and ending with a letter or digit",
+    problem = _cluster_name_problem(name)
+    if problem is not None:
+        raise SpecError("name", problem, _CLUSTER_NAME_FIX)
+
+
+def _cluster_name_problem(name: str) -> str | None:
+    if not _CLUSTER_NAME.match(name):
+        return f"'{name}' is not a DNS-1123 label starting with a letter"
+    if len(name) > MAX_NAME_LENGTH:
+        return (
+            f"'{name}' is {len(name)} characters, more than the {MAX_NAME_LENGTH} that AWS's load balancer names allow"
         )
+    return None
 
 
 def allocate(taken: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> ipaddress.IPv4Network:

@@ -87,6 +87,8 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("name-underscore", "name", "de_mo", "name"),
     ("name-leading-dash", "name", "-demo", "name"),
     ("name-too-long", "name", "a" * 23, "name"),
+    ("name-one-character", "name", "a", "name"),
+    ("name-leading-digit", "name", "1demo", "name"),
     ("name-path-escape", "name", "../evil", "name"),
     ("name-differs-from-cli", "name", "other", "name"),
     ("name-not-string", "name", 12, "name"),
