@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -169,3 +169,27 @@ def push_by_hand(fleet: str, work: Path, branch: str, files: dict[str, str], sig
     head = commit_by_hand(work, f"change {branch}", signer)
     subprocess.run(["git", "push", "-q", "origin", f"HEAD:refs/heads/{branch}"], cwd=work, check=True)
     return head
+
+
+def race(setup: str, action: str, argvs: Sequence[Sequence[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """One Python child per argv runs `setup`, then all run `action` at the same instant; their results.
+
+    Children start at different times; a shared start time a second ahead is what makes them race.
+    In the code, sys.argv[1:] is the child's argv.
+    """
+    start = time.time() + 1.0
+    code = f"{setup}\nimport time as _time\n_time.sleep(max(0.0, {start!r} - _time.time()))\n{action}\n"
+    children = [
+        (
+            argv,
+            subprocess.Popen(
+                [sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ),
+        )
+        for argv in argvs
+    ]
+    results = []
+    for argv, child in children:
+        out, err = child.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(list(argv), child.returncode, out, err))
+    return results

@@ -3,8 +3,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import yaml
 from pipeline import config, fleet, signing
 from pipeline.errors import SigningError
 from pipeline.model import Manifest, Manifests
-from tests.fixtures import fleet_git
+from tests.fixtures import fleet_git, race
 
 
 def test_creates_the_layout_with_a_signed_main(settings: config.Settings, signer: signing.Signer) -> None:
@@ -111,24 +109,13 @@ def test_cluster_manifests_reads_each_cluster(
 def test_runs_creating_the_fleet_together_leave_one_signed_fleet(
     settings: config.Settings, signer: signing.Signer
 ) -> None:
-    start = time.time() + 1.0
-    code = (
-        "import os, sys, time; from pathlib import Path; from pipeline import config, fleet, signing\n"
-        "settings = config.load_settings(os.environ, Path(sys.argv[2]))\n"
-        "signer = signing.signer_for(settings)\n"
-        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
-        "fleet.ensure_fleet(settings, signer)\n"
+    setup = (
+        "import os, sys; from pathlib import Path; from pipeline import config, fleet, signing\n"
+        "settings = config.load_settings(os.environ, Path(sys.argv[1]))\n"
+        "signer = signing.signer_for(settings)"
     )
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(start), str(Path(settings.fleet).parent)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    errors = [child.communicate(timeout=120)[1] for child in children]
-    assert [child.returncode for child in children] == [0, 0, 0], errors
+    runs = race(setup, "fleet.ensure_fleet(settings, signer)", [[str(Path(settings.fleet).parent)]] * 3)
+    assert [run.returncode for run in runs] == [0, 0, 0], [run.stderr for run in runs]
     remote = Path(settings.fleet)
     assert [p.name for p in remote.parent.iterdir() if p.name.startswith(".fleet.git")] == []
     assert signing.verify_commit(remote, "main", fleet.trusted_keys(settings)) == signer.fingerprint
@@ -152,22 +139,17 @@ def test_a_cidr_is_claimed_once_and_a_cluster_keeps_one_claim(
 def test_runs_claiming_one_cidr_at_the_same_moment_get_one_winner(
     settings: config.Settings, fleet_signer: signing.Signer
 ) -> None:
-    start = time.time() + 1.0
-    code = (
-        "import os, sys, time; from pathlib import Path; from pipeline import config, fleet\n"
-        "settings = config.load_settings(os.environ, Path(sys.argv[2]))\n"
-        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
-        "print(fleet.claim_cidr(settings, '10.20.0.0/16', sys.argv[3]))\n"
+    setup = (
+        "import os, sys; from pathlib import Path; from pipeline import config, fleet\n"
+        "settings = config.load_settings(os.environ, Path(sys.argv[1]))"
     )
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(start), str(Path(settings.fleet).parent), name],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for name in ("one", "two", "three")
-    ]
-    holders = {child.communicate(timeout=120)[0].strip() for child in children}
-    assert [child.returncode for child in children] == [0, 0, 0]
+    parent = str(Path(settings.fleet).parent)
+    runs = race(
+        setup,
+        "print(fleet.claim_cidr(settings, '10.20.0.0/16', sys.argv[2]))",
+        [[parent, name] for name in ("one", "two", "three")],
+    )
+    holders = {run.stdout.strip() for run in runs}
+    assert [run.returncode for run in runs] == [0, 0, 0]
     assert len(holders) == 1
     assert fleet.cidr_claims(settings) == {"10.20.0.0/16": holders.pop()}

@@ -3,15 +3,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline import config, local_endpoint
 from pipeline.errors import LocalEndpointError
-from tests.fixtures import free_port
+from tests.fixtures import free_port, race
 
 
 def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> config.Settings:
@@ -69,17 +67,12 @@ def test_a_configured_endpoint_that_does_not_answer_is_named(tmp_path, monkeypat
 
 def test_runs_started_together_share_one_server(tmp_path, monkeypatch):
     settings = _settings(tmp_path, monkeypatch)
-    start = time.time() + 1.0
-    code = (
-        "import os, sys, time; from pathlib import Path; from pipeline import config, local_endpoint\n"
-        "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
-        "print(local_endpoint.up(config.load_settings(os.environ, Path(sys.argv[2]))).url)\n"
+    setup = (
+        "import os, sys; from pathlib import Path; from pipeline import config, local_endpoint\n"
+        "settings = config.load_settings(os.environ, Path(sys.argv[1]))"
     )
-    children = [
-        subprocess.Popen([sys.executable, "-c", code, str(start), str(tmp_path)], stdout=subprocess.PIPE, text=True)
-        for _ in range(3)
-    ]
-    urls = {child.communicate(timeout=60)[0].strip() for child in children}
+    runs = race(setup, "print(local_endpoint.up(settings).url)", [[str(tmp_path)]] * 3)
+    urls = {run.stdout.strip() for run in runs}
     servers = [
         pid
         for url in urls
@@ -91,7 +84,7 @@ def test_runs_started_together_share_one_server(tmp_path, monkeypatch):
         ).stdout.split()
     ]
     try:
-        assert [child.returncode for child in children] == [0, 0, 0]
+        assert [run.returncode for run in runs] == [0, 0, 0]
         assert len(urls) == 1
         assert len(servers) == 1
     finally:

@@ -3,16 +3,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline import config, signing
 from pipeline.errors import SigningError
-from tests.fixtures import commit_by_hand
+from tests.fixtures import commit_by_hand, race
 
 
 def _settings(tmp_path: Path, **env: str) -> config.Settings:
@@ -147,12 +145,13 @@ def test_no_gpg_agent_is_left_running(tmp_path: Path) -> None:
     assert _agents_for((str(tmp_path), "fleet-verify-", "/h ")) == []
 
 
-_SIGN_LOOP = """
-import sys, time
+_SIGN_SETUP = """
+import sys
 from pathlib import Path
 from pipeline import process, signing
-home, fpr, start = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
-time.sleep(max(0.0, start - time.time()))
+home, fpr = Path(sys.argv[1]), sys.argv[2]
+"""
+_SIGN_LOOP = """
 for _ in range(20):
     with signing.gpg_env(home) as env:
         process.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "-u", fpr,
@@ -164,17 +163,8 @@ def test_two_processes_signing_with_one_local_key_never_stop_each_others_agent(t
     home = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
     try:
         signer = signing.ensure_local_key(home)
-        start = time.time() + 1.0
-        children = [
-            subprocess.Popen(
-                [sys.executable, "-c", _SIGN_LOOP, str(home), signer.fingerprint, str(start)],
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
-        errors = [child.communicate(timeout=120)[1] for child in children]
-        assert [child.returncode for child in children] == [0, 0], errors
+        runs = race(_SIGN_SETUP, _SIGN_LOOP, [[str(home), signer.fingerprint]] * 2)
+        assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
