@@ -24,7 +24,7 @@ from pipeline.commands import (
     status,
     verify,
 )
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, load_settings, state_dir
 from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, PipelineError, SpecError
 from pipeline.redact import redact, register_env
 from pipeline.report import Reporter
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reporter.failed("interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except Exception as exc:  # an unexpected failure is ours, not the user's: keep the traceback
-        log = _write_crash_log(traceback.format_exc())
+        log = _write_crash_log(traceback.format_exc(), state_dir(env, Path.cwd()))
         reporter.failed(f"unexpected {type(exc).__name__}: {exc} (traceback in {log})", EXIT_FAILED)
         return EXIT_FAILED
 
@@ -186,8 +186,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
     return local.run(args.action, settings, reporter)
 
 
-def _write_crash_log(text: str) -> Path:
-    path = Path(os.environ.get("PIPELINE_STATE_DIR") or ".pipeline") / "crash.log"
+def _write_crash_log(text: str, where: Path) -> Path:
+    path = where / "crash.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(redact(text))
     return path

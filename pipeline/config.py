@@ -76,7 +76,6 @@ def load_settings(
     chosen = target or env.get("PIPELINE_TARGET", "local")
     if chosen not in ("local", "aws"):
         raise BadInput(f"--target '{chosen}' is not a target; use 'local' or 'aws'")
-    state_dir = Path(env.get("PIPELINE_STATE_DIR") or cwd / DEFAULT_STATE_DIR)
     fleet_location = fleet or env.get("PIPELINE_FLEET") or str(cwd / DEFAULT_FLEET)
     crds = env.get("PIPELINE_CRDS_DIR")
     mirror = env.get("PIPELINE_PROVIDER_MIRROR")
@@ -84,7 +83,7 @@ def load_settings(
     plugin_cache = env.get("PIPELINE_PLUGIN_CACHE") or str(cache_home / "fleet-pipeline" / "plugins")
     return Settings(
         target="local" if chosen == "local" else "aws",
-        state_dir=state_dir.resolve(),
+        state_dir=state_dir(env, cwd),
         fleet=_absolute_if_path(fleet_location, cwd),
         crds_dir=(cwd / crds).resolve() if crds else None,
         crds_mirror=env.get("PIPELINE_CRDS_MIRROR") or None,
@@ -105,6 +104,11 @@ def load_settings(
 
 def _names(listed: str) -> tuple[str, ...]:
     return tuple(sorted({name.strip() for name in listed.split(",") if name.strip()}))
+
+
+def state_dir(env: Mapping[str, str], cwd: Path) -> Path:
+    """Where local state lives: PIPELINE_STATE_DIR, else .pipeline/ under the working directory."""
+    return Path(env.get("PIPELINE_STATE_DIR") or cwd / DEFAULT_STATE_DIR).resolve()
 
 
 def is_git_url(location: str) -> bool:
