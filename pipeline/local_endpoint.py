@@ -90,20 +90,25 @@ def down(settings: Settings) -> bool:
     return stopped
 
 
-def answers(url: str, timeout: float = 5.0) -> bool:
+def answers(url: str, timeout: float = 5.0, patience: float = 30.0) -> bool:
     """Whether an HTTP server answers at url; any HTTP status counts, only silence does not.
 
-    A refused connection answers at once; the timeout is for a server that is busy, as a
-    moto server serving several Terraform runs on two cores can be for a second or more.
+    A refused connection means no server, at once. A timeout means a busy one, as a moto
+    server serving several Terraform runs on two cores can be: it is asked again until
+    `patience` runs out.
     """
-    try:
-        # Not /moto-api/data.json: it serialises every resource and slows as the server fills.
-        with urllib.request.urlopen(f"{url.rstrip('/')}/", timeout=timeout):
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            # Not /moto-api/data.json: it serialises every resource and slows as the server fills.
+            with urllib.request.urlopen(f"{url.rstrip('/')}/", timeout=timeout):
+                return True
+        except urllib.error.HTTPError:
             return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
+        except OSError as failed:
+            busy = isinstance(failed, TimeoutError) or isinstance(getattr(failed, "reason", None), TimeoutError)
+            if not busy or time.monotonic() >= deadline:
+                return False
 
 
 def _start(settings: Settings) -> Endpoint:
