@@ -1,7 +1,8 @@
 """The run journal: one record per run, each stage's input fingerprint and outcome, written atomically.
 
 A run holds its cluster through an OS file lock, so a second run for the same cluster is refused
-while the first lives, and a killed run can never leave the lock behind.
+while the first lives, and a killed run can never leave the lock behind. A record still saying
+"running" whose lock nobody holds was killed: it reads as "interrupted".
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,46 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A run that did not finish: where the next run of the same command picks up."""
+
+    run: str
+    status: str  # "failed" or "interrupted"
+    stage: str  # the first stage it did not complete
+    error: str
+    stages: Mapping[str, Mapping[str, Any]]
+
+    def done(self, stage: str, fingerprint: str) -> Mapping[str, Any] | None:
+        """What the run recorded for `stage`, if it completed it from the same inputs."""
+        found = self.stages.get(stage)
+        return found if found is not None and found.get("inputs") == fingerprint else None
+
+    def describe(self) -> str:
+        how = "was interrupted" if self.status == INTERRUPTED else f"failed ({self.error})"
+        return f"run {self.run} {how} at stage {self.stage}"
+
+
 @dataclass
 class Journal:
     path: Path
     record: dict[str, Any] = field(default_factory=dict)
+    previous: dict[str, Any] | None = None
+
+    def unfinished(self, stage_order: Sequence[str]) -> Unfinished | None:
+        """The previous run of this command, if it stopped before finishing."""
+        before = self.previous
+        if not before or before.get("command") != self.record["command"]:
+            return None
+        status = before.get("status")
+        if status not in ("failed", INTERRUPTED):
+            return None
+        stages = before.get("stages", {})
+        stage = next((s for s in stage_order if s not in stages), stage_order[-1])
+        return Unfinished(str(before["run"]), str(status), stage, str(before.get("error", "")), stages)
 
     def stage(self, name: str, fingerprint: str, outcome: Mapping[str, Any]) -> None:
         self.record.setdefault("stages", {})[name] = {"inputs": fingerprint, **outcome}
@@ -45,11 +82,30 @@ class Journal:
 
 
 def last_run(journal_dir: Path, cluster: str) -> dict[str, Any] | None:
-    path = journal_dir / f"{cluster}.json"
+    """The cluster's last run record; one left "running" by a dead process reads as interrupted."""
+    data = _read(journal_dir / f"{cluster}.json")
+    if data is not None and data.get("status") == "running" and not _held(journal_dir / f"{cluster}.lock"):
+        data["status"] = INTERRUPTED
+    return data
+
+
+def _read(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def _held(lock_path: Path) -> bool:
+    try:
+        with lock_path.open("r") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.contextmanager
@@ -69,9 +125,15 @@ def run(journal_dir: Path, cluster: str, command: str) -> Iterator[Journal]:
         lock.truncate()
         lock.write(f"{run_id} (pid {os.getpid()})\n")
         lock.flush()
+        path = journal_dir / f"{cluster}.json"
+        previous = _read(path)
+        if previous is not None and previous.get("status") == "running":
+            # This process holds the lock now, so the run that wrote "running" is dead.
+            previous["status"] = INTERRUPTED
         journal = Journal(
-            journal_dir / f"{cluster}.json",
+            path,
             {"run": run_id, "cluster": cluster, "command": command, "started": _now(), "status": "running"},
+            previous,
         )
         journal._save()
         try:

@@ -101,6 +101,7 @@ class NetworkOutputs:
     nat_gateway_ids: tuple[str, ...]
     endpoint_ids: tuple[tuple[str, str], ...]  # (service, id), sorted
     bastion: Bastion | None
+    sensitive: tuple[str, ...] = ()  # names of the outputs marked sensitive, sorted; never their values
 
     def fingerprint(self) -> str:
         return fingerprint(asdict(self))
@@ -111,6 +112,7 @@ class NetworkResult:
     outputs: NetworkOutputs
     changes: PlanSummary
     state_serial: int
+    reused: bool = False  # taken from the state an unfinished run left, without planning again
 
 
 @dataclass(frozen=True)

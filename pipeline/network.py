@@ -13,7 +13,16 @@ from typing import Any
 from pipeline import aws, terraform
 from pipeline.config import Settings
 from pipeline.errors import BadInput, SpecError, TerraformError
-from pipeline.model import AwsAccess, Bastion, ClusterSpec, NetworkOutputs, NetworkPlan, NetworkResult, Subnet
+from pipeline.model import (
+    AwsAccess,
+    Bastion,
+    ClusterSpec,
+    NetworkOutputs,
+    NetworkPlan,
+    NetworkResult,
+    PlanSummary,
+    Subnet,
+)
 
 STACK = "cluster"
 VAR_FILE = "network.tfvars.json"
@@ -22,6 +31,7 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # CAPA's AWSCluster names the VPC and subnets by id, and vpc.id is immutable.
 _NETWORK_TYPES = ("aws_vpc", "aws_subnet")
 _LOSSES = ("destroy", "replace")
+_READ_OUTPUTS = frozenset({"region", "vpc_id", "vpc_cidr", "subnets", "nat_gateway_ids", "endpoint_ids", "bastion"})
 
 LineSink = Callable[[str], None]
 
@@ -31,12 +41,16 @@ def provision(
     access: AwsAccess,
     settings: Settings,
     on_line: LineSink | None = None,
+    *,
     force: bool = False,
+    done: Mapping[str, Any] | None = None,
 ) -> NetworkResult:
     """Bring the cluster's network to match the spec; unchanged inputs plan nothing and apply nothing.
 
     A plan that would replace or destroy the VPC or a subnet is refused unless `force`: the
-    running cluster's manifests name them by id.
+    running cluster's manifests name them by id. `done` is what an unfinished run journaled
+    for this stage from the same spec: while the state is still at the serial it recorded,
+    its outputs are taken as they are, without planning again.
     """
     account = aws.caller_identity(access)
     zones = _zones(spec, access)
@@ -46,6 +60,10 @@ def provision(
     aws.ensure_state_bucket(access, bucket)
     var_file = _write_variables(ws.work_dir, variables(spec, zones, access))
     terraform.init(ws, backend_config(bucket, spec.name, access), on_line)
+    if done is not None:
+        reused = _reuse(ws, done)
+        if reused is not None:
+            return reused
     plan = terraform.plan(ws, var_file, on_line)
     lost = _network_losses(plan.resources)
     if lost and not force:
@@ -57,6 +75,16 @@ def provision(
         changes=plan.summary,
         state_serial=terraform.state_serial(ws),
     )
+
+
+def _reuse(ws: terraform.Workspace, done: Mapping[str, Any]) -> NetworkResult | None:
+    serial = terraform.state_serial(ws)
+    if serial != done.get("state_serial"):
+        return None
+    outputs = network_outputs(terraform.outputs(ws))
+    if outputs.fingerprint() != done.get("outputs"):
+        return None
+    return NetworkResult(outputs, PlanSummary(0, 0, 0), serial, reused=True)
 
 
 def plan(spec: ClusterSpec, access: AwsAccess, settings: Settings, on_line: LineSink | None = None) -> NetworkPlan:
@@ -77,12 +105,12 @@ def plan(spec: ClusterSpec, access: AwsAccess, settings: Settings, on_line: Line
         terraform.init(ws, backend_config(bucket, spec.name, access) if has_state else {}, on_line)
         saved = terraform.plan(ws, var_file, on_line, lock=False)
         # From the stored state: the plan's own view re-evaluates outputs with the new variables.
-        current = terraform.outputs(ws) if has_state else {}
+        current = terraform.outputs(ws) if has_state else None
     return NetworkPlan(
         summary=saved.summary,
         resources=tuple((r.address, r.action) for r in saved.resources),
         replaces_network=tuple(r.address for r in _network_losses(saved.resources)),
-        outputs=network_outputs(current) if current else None,
+        outputs=network_outputs(current) if current and current.values else None,
     )
 
 
@@ -119,7 +147,7 @@ def _applied_variables(ws: terraform.Workspace, name: str, access: AwsAccess) ->
         known: dict[str, object] = json.loads(var_file.read_text())
     else:
         raw = terraform.outputs(ws)
-        if not raw:
+        if not raw.values:
             raise TerraformError(
                 f"cannot destroy cluster '{name}': its state has no outputs and {var_file} is missing; "
                 "run new-cluster once to complete the network, then delete it"
@@ -245,7 +273,14 @@ def variables(spec: ClusterSpec, zones: tuple[str, ...], access: AwsAccess) -> d
     }
 
 
-def network_outputs(raw: Mapping[str, Any]) -> NetworkOutputs:
+def network_outputs(stack: terraform.Outputs) -> NetworkOutputs:
+    raw = stack.values
+    taken = sorted(stack.sensitive & _READ_OUTPUTS)
+    if taken:
+        raise TerraformError(
+            f"the '{STACK}' stack marks output {', '.join(taken)} sensitive, and manifests are made from it; "
+            "a sensitive value never reaches the fleet repo: keep it out of the outputs the pipeline reads"
+        )
     try:
         # Terraform's state leaves out an output whose value is null, as the bastion's is when disabled.
         bastion = raw.get("bastion")
@@ -264,6 +299,7 @@ def network_outputs(raw: Mapping[str, Any]) -> NetworkOutputs:
             bastion=None
             if bastion is None
             else Bastion(bastion["instance_id"], bastion["security_group_id"], bastion["public_ip"]),
+            sensitive=tuple(sorted(stack.sensitive)),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise TerraformError(

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2 import FileSystemLoader, StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from pipeline.errors import ManifestInvalid
 from pipeline.model import ClusterSpec, Manifest, Manifests, NetworkOutputs
 
 # Cloud-init expands this on the instance: the AWS cloud provider needs node
@@ -55,6 +56,7 @@ def to_yaml(value: object) -> YamlValue:
 
 def render(spec: ClusterSpec, outputs: NetworkOutputs, templates_dir: Path) -> Manifests:
     env = _environment(templates_dir)
+    _refuse_sensitive(env, outputs.sensitive)
     context = _context(spec, outputs, env, templates_dir)
     cluster_dir = f"clusters/{spec.name}"
     files = [
@@ -68,6 +70,29 @@ def render(spec: ClusterSpec, outputs: NetworkOutputs, templates_dir: Path) -> M
     )
     files.append(Manifest(f"flux/clusters/{spec.name}.yaml", flux))
     return Manifests(spec.name, tuple(sorted(files, key=lambda m: m.path)))
+
+
+def _refuse_sensitive(env: SandboxedEnvironment, sensitive: tuple[str, ...]) -> None:
+    """Fail on any template naming a sensitive output, before anything is rendered.
+
+    Its value is never in the context, so rendering would fail anyway; this says why.
+    """
+    if not sensitive:
+        return
+    findings = [
+        f"template {name} references Terraform output '{output}', which is marked sensitive; "
+        "a secret never goes into the fleet repo: remove the reference, or deliver the value out of band"
+        for name in sorted(env.list_templates(extensions=["j2"]))
+        for output in sorted(_names_used(env, name) & set(sensitive))
+    ]
+    if findings:
+        raise ManifestInvalid(findings)
+
+
+def _names_used(env: SandboxedEnvironment, template: str) -> set[str]:
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, template)
+    return meta.find_undeclared_variables(env.parse(source))
 
 
 def _environment(templates_dir: Path) -> SandboxedEnvironment:

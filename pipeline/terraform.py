@@ -7,15 +7,15 @@ import json
 import re
 import shlex
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from python_terraform import IsFlagged, Terraform
 
-from pipeline import process
+from pipeline import process, redact
 from pipeline.config import Settings
 from pipeline.errors import PipelineError, StateLocked, TerraformError
 from pipeline.model import PlanSummary
@@ -275,10 +275,29 @@ def destroy(ws: Workspace, var_file: Path, on_line: LineSink | None = None) -> N
     )
 
 
-def outputs(ws: Workspace) -> dict[str, object]:
-    """Every output's value, except those marked sensitive: they never leave Terraform."""
+class Outputs(NamedTuple):
+    values: dict[str, Any]  # every output not marked sensitive
+    sensitive: frozenset[str]  # the names of those marked sensitive; their values never leave Terraform
+
+
+def outputs(ws: Workspace) -> Outputs:
+    """The stack's outputs; a sensitive one's value is only remembered, to be masked wherever it would appear."""
     raw = json.loads(_run(ws, "output", None, json=IsFlagged).stdout)
-    return {name: out["value"] for name, out in raw.items() if not out.get("sensitive")}
+    sensitive = {name for name, out in raw.items() if out.get("sensitive")}
+    redact.register(_strings(raw[name]["value"] for name in sensitive))
+    return Outputs({n: out["value"] for n, out in raw.items() if n not in sensitive}, frozenset(sensitive))
+
+
+def _strings(values: Iterable[object]) -> Iterator[str]:
+    for value in values:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, Mapping):
+            yield from _strings(value.values())
+        elif isinstance(value, list | tuple):
+            yield from _strings(value)
+        elif value is not None:
+            yield json.dumps(value)
 
 
 def state_serial(ws: Workspace) -> int:

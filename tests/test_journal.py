@@ -60,7 +60,47 @@ def test_a_killed_run_leaves_no_lock_behind(tmp_path: Path):
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     holder.stdout.close()
+    assert journal.last_run(tmp_path, "demo")["status"] == journal.INTERRUPTED
     deadline = time.monotonic() + 5
     with journal.run(tmp_path, "demo", "new-cluster") as record:
         assert time.monotonic() < deadline
         assert record.record["status"] == "running"
+        assert journal.last_run(tmp_path, "demo")["status"] == "running"
+        unfinished = record.unfinished(STAGES)
+    assert unfinished is not None
+    assert (unfinished.status, unfinished.stage) == (journal.INTERRUPTED, "spec")
+    assert unfinished.describe().endswith("was interrupted at stage spec")
+
+
+STAGES = ("spec", "network", "render", "commit")
+
+
+def _fail_at_render(journal_dir: Path) -> None:
+    with pytest.raises(ValueError), journal.run(journal_dir, "demo", "new-cluster") as record:
+        record.stage("spec", "sha256:spec", {})
+        record.stage("network", "sha256:spec", {"state_serial": 7})
+        raise ValueError("kubectl missing")
+
+
+def test_the_next_run_of_a_failed_command_picks_up_at_its_first_unfinished_stage(tmp_path: Path):
+    _fail_at_render(tmp_path)
+    failed = journal.last_run(tmp_path, "demo")
+    assert failed is not None
+    with journal.run(tmp_path, "demo", "new-cluster") as record:
+        unfinished = record.unfinished(STAGES)
+        record.finish("succeeded")
+    assert unfinished is not None
+    assert (unfinished.run, unfinished.stage) == (failed["run"], "render")
+    assert unfinished.describe() == f"run {unfinished.run} failed (kubectl missing) at stage render"
+    assert unfinished.done("network", "sha256:spec") == {"inputs": "sha256:spec", "state_serial": 7}
+    assert unfinished.done("network", "sha256:other-spec") is None
+    assert unfinished.done("render", "sha256:spec") is None
+
+
+def test_nothing_is_picked_up_after_a_success_or_from_another_command(tmp_path: Path):
+    _fail_at_render(tmp_path)
+    with journal.run(tmp_path, "demo", "delete-cluster") as record:
+        assert record.unfinished(STAGES) is None
+        record.finish("succeeded")
+    with journal.run(tmp_path, "demo", "new-cluster") as record:
+        assert record.unfinished(STAGES) is None

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import PROJECT_ROOT
+from pipeline.errors import ManifestInvalid
 from pipeline.model import Manifests, WorkerPool
 from pipeline.render import render, to_yaml
 from tests.fixtures_render import sample_outputs, sample_spec
@@ -212,3 +213,23 @@ def test_flux_applies_the_cluster_directory_and_the_namespace_is_restricted():
     namespace = docs(manifests, "clusters/demo/namespace.yaml")[0]
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert {d["metadata"]["namespace"] for d in by_kind(manifests, "MachineDeployment")} == {"demo"}
+
+
+@pytest.mark.reliability("secret", "a template references a Terraform output marked sensitive")
+def test_a_template_naming_a_sensitive_output_fails_before_anything_renders(tmp_path, record_property):
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    namespace = templates / "cluster" / "namespace.yaml.j2"
+    namespace.write_text(namespace.read_text() + "  annotations: {key: {{ bastion_private_key | yaml }}}\n")
+    outputs = dataclasses.replace(sample_outputs(), sensitive=("bastion_private_key", "db_password"))
+
+    with pytest.raises(ManifestInvalid) as caught:
+        render(sample_spec(), outputs, templates)
+
+    assert caught.value.findings == (
+        "template cluster/namespace.yaml.j2 references Terraform output 'bastion_private_key', which is marked "
+        "sensitive; a secret never goes into the fleet repo: remove the reference, or deliver the value out of band",
+    )
+    record_property("outcome", f"{type(caught.value).__name__}: {caught.value}")
+    # The same outputs without the reference render: naming a sensitive output is what fails.
+    assert render(sample_spec(), outputs, TEMPLATES).files

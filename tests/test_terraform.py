@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, terraform
+from pipeline import config, network, redact, terraform
 from pipeline.errors import StateLocked, TerraformError
 
 # Verbatim from terraform 1.11 with an S3 backend whose lock file another run holds.
@@ -151,3 +151,44 @@ def test_resource_changes_name_each_action_and_what_forces_a_replacement():
         ("module.network.aws_vpc.this", "replace"),
     ]
     assert changes[-1].replaced_by == (("cidr_block", "10.20.0.0/16", "10.30.0.0/16"),)
+
+
+PLANTED = "planted-sensitive-value-7f3a9c"
+
+
+@pytest.mark.reliability("secret", "a Terraform stack marks an output sensitive")
+def test_a_sensitive_output_never_leaves_terraform(tmp_path, monkeypatch, record_property):
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    (stack / "main.tf").write_text(
+        f'terraform {{\n  backend "local" {{\n    path = "{tmp_path / "state.tfstate"}"\n  }}\n}}\n'
+        'variable "secret" {\n  type      = string\n  sensitive = true\n}\n'
+        'output "vpc_id" {\n  value = "vpc-0abc"\n}\n'
+        'output "bastion_private_key" {\n  value     = var.secret\n  sensitive = true\n}\n'
+    )
+    ws = terraform.workspace(_settings(tmp_path, monkeypatch), "demo", "cluster")
+    ws = terraform.Workspace(stack, ws.work_dir, ws.env, ws.plugin_cache)
+    var_file = ws.work_dir / "vars.json"
+    var_file.write_text(f'{{"secret": "{PLANTED}"}}')
+    lines: list[str] = []
+
+    terraform.init(ws, {}, lines.append)
+    terraform.apply(ws, terraform.plan(ws, var_file, lines.append), lines.append)
+    outputs = terraform.outputs(ws)
+
+    assert outputs.values == {"vpc_id": "vpc-0abc"}
+    assert outputs.sensitive == {"bastion_private_key"}
+    assert any("bastion_private_key = <sensitive>" in line for line in lines)
+    assert not any(PLANTED in line for line in lines)
+    assert redact.redact(f"leaked {PLANTED}") == "leaked ***"
+    record_property(
+        "outcome",
+        f"outputs read: {sorted(outputs.values)}, sensitive names only: {sorted(outputs.sensitive)}; "
+        f"value absent from {len(lines)} Terraform lines, masked if printed",
+    )
+
+
+def test_a_sensitive_output_the_manifests_are_made_from_is_refused():
+    values = {"region": "us-east-1", "vpc_id": "vpc-1", "vpc_cidr": "10.0.0.0/16"}
+    with pytest.raises(TerraformError, match=r"marks output subnets sensitive.*never reaches the fleet repo"):
+        network.network_outputs(terraform.Outputs(values, frozenset({"subnets"})))

@@ -31,6 +31,7 @@ from pipeline.model import ClusterSpec, CommitResult, Manifests, NetworkResult
 from pipeline.report import Outcome, Reporter
 
 _CLAIM_ATTEMPTS = 5
+STAGES = ("spec", "network", "render", "validate", "commit", "review")
 
 
 def run(
@@ -48,11 +49,13 @@ def run(
         others = tuple(m for m in on_main if m.cluster != name)
         mine_on_main = {f.path: f.content for m in on_main if m.cluster == name for f in m.files}
         cluster = _claim_network(source, name, settings, on_main)
+        resume = _resuming(reporter, record.unfinished(STAGES), cluster)
         record.stage("spec", cluster.fingerprint(), {"cidr": cluster.network.cidr})
 
         with reporter.stage("network"):
             aws_access = access.for_target(settings, cluster.region)
-            result = network.provision(cluster, aws_access, settings, reporter.tool_line, force=force)
+            done = None if resume is None else resume.done("network", cluster.fingerprint())
+            result = network.provision(cluster, aws_access, settings, reporter.tool_line, force=force, done=done)
             _report_network(reporter, result)
         record.stage("network", cluster.fingerprint(), _network_outcome(result))
 
@@ -116,6 +119,19 @@ def _claim_network(
     raise Blocked(f"no free VPC CIDR could be claimed for '{name}' in {_CLAIM_ATTEMPTS} tries; run again")
 
 
+def _resuming(
+    reporter: Reporter, unfinished: journal.Unfinished | None, cluster: ClusterSpec
+) -> journal.Unfinished | None:
+    """The unfinished run this one picks up from, said out loud; None when there is none to pick up."""
+    if unfinished is None:
+        return None
+    if unfinished.done("spec", cluster.fingerprint()) is None:
+        reporter.info(f"{unfinished.describe()}; the spec changed since, so every stage runs again")
+        return None
+    reporter.info(f"resuming from stage {unfinished.stage}: {unfinished.describe()}")
+    return unfinished
+
+
 def _summary(cluster: ClusterSpec) -> str:
     return f"{cluster.region}, Kubernetes {cluster.kubernetes_version}, VPC {cluster.network.cidr}"
 
@@ -132,7 +148,9 @@ def _network_outcome(result: NetworkResult) -> dict[str, object]:
 
 def _report_network(reporter: Reporter, result: NetworkResult) -> None:
     outputs = result.outputs
-    if result.changes.empty:
+    if result.reused:
+        reporter.info(f"network as the unfinished run left it: {outputs.vpc_id} (state serial {result.state_serial})")
+    elif result.changes.empty:
         reporter.info(f"network unchanged: {outputs.vpc_id} (state serial {result.state_serial})")
     else:
         reporter.info(f"{_changes(result)}: {outputs.vpc_id} {outputs.vpc_cidr}, {len(outputs.subnets)} subnets")
