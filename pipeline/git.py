@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -108,8 +110,15 @@ def read_tree(checkout: Checkout, rev: str, prefix: str) -> dict[str, str]:
 def write_files(checkout: Checkout, files: Mapping[str, str]) -> None:
     for path, content in files.items():
         target = checkout.path / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")
+        except OSError as failed:
+            no_room = failed.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+            raise GitError(
+                f"cannot write {path} into the fleet's temporary clone: {failed.strerror or failed}; "
+                + (_free_space(checkout) if no_room else f"check the temporary directory {checkout.path.parent.parent}")
+            ) from failed
 
 
 def delete_files(checkout: Checkout, paths: Iterable[str]) -> None:
@@ -196,6 +205,12 @@ def push(checkout: Checkout, branch: str, lease: str | None = None) -> None:
             raise PushRejected(
                 f"{checkout.remote} refused the push of {branch}: it moved while this run worked; run again"
             ) from failed
+        refused = _refusal(failed)
+        if refused:
+            raise GitError(
+                f"{checkout.remote} refused the push of {branch}: {refused}; "
+                "fix what it reports (or ask the fleet's maintainers), then run again"
+            ) from failed
         raise GitError(
             f"cannot push {branch} to {checkout.remote}: {_reason(failed)}; check your write access"
         ) from failed
@@ -211,6 +226,12 @@ def delete_branch(checkout: Checkout, branch: str, lease: str) -> None:
     except gitpython.GitCommandError as failed:
         if any(reason in str(failed.stderr) for reason in _MOVED):
             raise PushRejected(f"{branch} moved in {checkout.remote} while this run worked; run again") from failed
+        refused = _refusal(failed)
+        if refused:
+            raise GitError(
+                f"{checkout.remote} refused to delete {branch}: {refused}; "
+                "fix what it reports (or ask the fleet's maintainers), then run again"
+            ) from failed
         raise GitError(
             f"cannot delete {branch} in {checkout.remote}: {_reason(failed)}; check your write access"
         ) from failed
@@ -296,7 +317,7 @@ def _signed(checkout: Checkout, args: Sequence[str], signer: signing.Signer) -> 
             if "gpg failed to sign" in output or "gpg:" in output:
                 raise SigningError(
                     f"cannot sign a commit on {branch} with key {signer.fingerprint}: {_reason(failed, 'error: ')}; "
-                    "check that the key's secret part is available ('gpg --list-secret-keys')"
+                    f"check that the key's secret part is available ('{_list_secret_keys(signer)}')"
                 ) from failed
             if "CONFLICT" in output:
                 raise GitConflict(
@@ -304,6 +325,12 @@ def _signed(checkout: Checkout, args: Sequence[str], signer: signing.Signer) -> 
                     "re-run new-cluster to rebuild the review branch from main"
                 ) from failed
             raise GitError(f"git {args[0]} on {branch} failed in {checkout.remote}: {_reason(failed)}") from failed
+
+
+def _list_secret_keys(signer: signing.Signer) -> str:
+    """The command that shows the signer's secret keys: in the pipeline's own GnuPG home when it has one."""
+    home = "" if signer.gnupg_home is None else f"GNUPGHOME={shlex.quote(str(signer.gnupg_home))} "
+    return f"{home}gpg --list-secret-keys"
 
 
 def _identity() -> dict[str, str]:
@@ -320,7 +347,41 @@ def _git(checkout: Checkout, args: Sequence[str], what: str, fix: str) -> str:
     try:
         return str(checkout.repo.git.execute(["git", *args]))
     except gitpython.GitCommandError as failed:
+        if any(sign in str(failed.stderr) for sign in _NO_ROOM):
+            fix = _free_space(checkout)
         raise GitError(f"{what}: {_reason(failed)}; {fix}") from failed
+
+
+# What git says when a write into the clone fails for want of room (ENOSPC, EDQUOT, or EFBIG
+# from a file size limit): the work tree, the index and the object store all live in the clone.
+_NO_ROOM = (
+    "No space left on device",
+    "Disk quota exceeded",
+    "File too large",
+    "unable to write",
+    "Out of diskspace",
+)
+
+
+def _free_space(checkout: Checkout) -> str:
+    return (
+        f"free disk space in {checkout.path.parent.parent}, where the fleet's temporary clones go "
+        "(TMPDIR moves them), and run again"
+    )
+
+
+def _refusal(failed: gitpython.GitCommandError) -> str:
+    """Why the remote itself refused a ref ('[remote rejected]'), with what it said ('remote:' lines); '' if it did not.
+
+    A pre-receive or update hook, a protected branch: git's last line only says the push failed.
+    """
+    lines = [line.strip().removeprefix("stderr: ").strip("'").strip() for line in str(failed.stderr).splitlines()]
+    rejected = [line.rpartition("(")[2].rstrip(")") for line in lines if "[remote rejected]" in line]
+    if not rejected:
+        return ""
+    said = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
+    said = [line for line in said if line][-3:]
+    return rejected[0] + (f": {' | '.join(said)}" if said else "")
 
 
 def _reason(failed: gitpython.GitCommandError, prefer: str = "") -> str:
