@@ -30,7 +30,8 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -n auto
+	$(BIN)/pytest -n auto --reliability-report=build/reliability.json
+	$(BIN)/python scripts/reliability_report.py build/reliability.json docs/RELIABILITY.md
 
 clean:
 	rm -rf $(VENV) .pipeline fleet.git

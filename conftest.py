@@ -1,3 +1,3 @@
 """Fixtures for both the unit tests (tests/) and the journeys (features/)."""
 
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["tests.fixtures", "tests.reliability"]

@@ -19,4 +19,4 @@ Feature: A reviewer approves the generated pull request and main's head verifies
     Then the run succeeds
     And main's head is the approved commit
     And main holds a commit signed by a trusted key
-    And the token appears nowhere the runs wrote
+    And no secret the runs were given appears anywhere they wrote

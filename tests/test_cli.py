@@ -37,10 +37,18 @@ def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproc
     )
 
 
-def test_a_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path: Path):
+def observed(result: subprocess.CompletedProcess[str]) -> str:
+    """What a failed run showed, for the reliability report: its exit code and the last line of its stderr."""
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    return f"exit {result.returncode}: {lines[-1] if lines else '(nothing on stderr)'}"
+
+
+@pytest.mark.reliability("bad input", "new-cluster --spec with an even controlPlane.replicas (2)")
+def test_a_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, record_property):
     spec = tmp_path / "demo.yaml"
     spec.write_text(BAD_SPEC)
     result = run_cli(tmp_path, "new-cluster", "demo", "--spec", str(spec))
+    record_property("outcome", observed(result))
     assert result.returncode == EXIT_BAD_INPUT
     assert result.stderr.strip().splitlines() == [f"error: {BAD_SPEC_ERROR}"]
     assert result.stdout == ""
@@ -48,9 +56,11 @@ def test_a_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.yaml"]
 
 
-def test_with_json_a_bad_spec_is_one_json_object_on_stdout_and_one_line_on_stderr(tmp_path: Path):
+@pytest.mark.reliability("bad input", "new-cluster --json --spec with an even controlPlane.replicas (2)")
+def test_with_json_a_bad_spec_is_one_json_object_on_stdout_and_one_line_on_stderr(tmp_path: Path, record_property):
     (tmp_path / "demo.yaml").write_text(BAD_SPEC)
     result = run_cli(tmp_path, "new-cluster", "demo", "--spec", "demo.yaml", "--json")
+    record_property("outcome", f"{observed(result)}; stdout {result.stdout.strip()}")
     assert result.returncode == EXIT_BAD_INPUT
     assert json.loads(result.stdout) == {"error": BAD_SPEC_ERROR, "exit_code": EXIT_BAD_INPUT}
     assert result.stderr.strip().splitlines() == [f"error: {BAD_SPEC_ERROR}"]
@@ -84,42 +94,55 @@ def test_colour_needs_a_terminal():
     assert use_color(Terminal(), {})
 
 
+@pytest.mark.reliability("bad input", "new-cluster with an invalid cluster name")
 @pytest.mark.parametrize("name", ["../evil", "Demo", "a" * 40, "x/y"])
-def test_a_bad_cluster_name_is_refused_before_anything_is_written(tmp_path: Path, name: str):
+def test_a_bad_cluster_name_is_refused_before_anything_is_written(tmp_path: Path, name: str, record_property):
     result = run_cli(tmp_path, "new-cluster", name)
+    record_property("outcome", observed(result))
     assert result.returncode == EXIT_BAD_INPUT
     assert "spec field 'name'" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_missing_spec_file_is_bad_input(tmp_path: Path):
+@pytest.mark.reliability("bad input", "new-cluster --spec naming a file that does not exist")
+def test_a_missing_spec_file_is_bad_input(tmp_path: Path, record_property):
     result = run_cli(tmp_path, "new-cluster", "demo", "--spec", "nope.yaml")
+    record_property("outcome", observed(result))
     assert result.returncode == EXIT_BAD_INPUT
     assert "--spec nope.yaml" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_in_github_actions_a_spec_error_is_an_annotation_on_its_line(tmp_path: Path):
+@pytest.mark.reliability("bad input", "new-cluster in GitHub Actions with a misspelt spec field (natGateway)")
+def test_in_github_actions_a_spec_error_is_an_annotation_on_its_line(tmp_path: Path, record_property):
     spec = tmp_path / "demo.yaml"
     spec.write_text("name: demo\nnetwork:\n  zones: 2\n  natGateway: single\n")
     result = run_cli(tmp_path, "new-cluster", "demo", "--spec", "demo.yaml", env={"GITHUB_ACTIONS": "true"})
+    record_property("outcome", observed(result))
     assert result.returncode == EXIT_BAD_INPUT
     assert result.stderr.startswith("::error file=demo.yaml,line=4::spec field 'network.natGateway'")
     assert "did you mean 'natGateways'" in result.stderr
 
 
-def test_in_github_actions_with_json_the_annotation_names_an_escaped_file_and_stdout_is_json(tmp_path: Path):
+@pytest.mark.reliability("bad input", "new-cluster --json in GitHub Actions, bad spec in a file named a,b.yaml")
+def test_in_github_actions_with_json_the_annotation_names_an_escaped_file_and_stdout_is_json(
+    tmp_path: Path, record_property
+):
     (tmp_path / "a,b.yaml").write_text(BAD_SPEC)
     result = run_cli(tmp_path, "new-cluster", "demo", "--spec", "a,b.yaml", "--json", env={"GITHUB_ACTIONS": "true"})
+    record_property("outcome", observed(result))
     assert result.returncode == EXIT_BAD_INPUT
     assert result.stderr.strip().splitlines() == [f"::error file=a%2Cb.yaml,line=3::{BAD_SPEC_ERROR}"]
     assert json.loads(result.stdout)["exit_code"] == EXIT_BAD_INPUT
 
 
-def test_a_second_run_for_the_same_cluster_is_blocked_naming_the_holder(tmp_path: Path):
+@pytest.mark.reliability("fault", "new-cluster while another run holds the cluster's run lock")
+def test_a_second_run_for_the_same_cluster_is_blocked_naming_the_holder(tmp_path: Path, record_property):
     state = tmp_path / ".pipeline"
     with journal.run(state / "runs", "demo", "new-cluster") as held:
         result = run_cli(tmp_path, "new-cluster", "demo", env={"PIPELINE_STATE_DIR": str(state)})
+    shown = observed(result).replace(held.record["run"], "<run id>").replace(f"pid {os.getpid()}", "pid <pid>")
+    record_property("outcome", shown)
     assert result.returncode == EXIT_BLOCKED
     assert held.record["run"] in result.stderr
 
@@ -187,8 +210,10 @@ def test_keys_export_before_any_fleet_prints_the_key_a_new_fleet_will_trust(tmp_
     assert result.stdout.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
 
 
-def test_approve_without_a_fleet_says_what_to_do(tmp_path: Path):
+@pytest.mark.reliability("bad input", "approve before any fleet repo exists")
+def test_approve_without_a_fleet_says_what_to_do(tmp_path: Path, record_property):
     result = run_cli(tmp_path, "approve", "demo", env={"PIPELINE_STATE_DIR": str(tmp_path / "state")})
+    record_property("outcome", observed(result))
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) <= 3
     assert "Traceback" not in result.stderr

@@ -44,20 +44,27 @@ def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def test_more_zones_than_the_region_has_is_a_spec_error(tmp_path, monkeypatch, moto_endpoint):
+@pytest.mark.reliability("bad input", "a network of 99 zones in us-east-1, asked of the AWS endpoint")
+def test_more_zones_than_the_region_has_is_a_spec_error(tmp_path, monkeypatch, moto_endpoint, record_property):
     settings = _settings(tmp_path, monkeypatch, moto_endpoint)
     access = local_endpoint.ensure(settings, REGION)
 
     name = _unique("zones")
     with pytest.raises(SpecError) as caught:
         network.provision(_spec(name, zones=99), access, settings)
+    record_property("outcome", f"SpecError (exit {caught.value.exit_code}): {caught.value}".replace(name, "<name>"))
 
     assert caught.value.field == "network.zones"
     assert "us-east-1 has 6 available" in str(caught.value)
     assert not settings.terraform_work_dir(name).exists()
 
 
-def test_a_cluster_whose_state_lives_elsewhere_is_refused_before_terraform(tmp_path, monkeypatch, moto_endpoint):
+@pytest.mark.reliability(
+    "bad input", "the state bucket configured differs from the one the cluster's state is recorded in"
+)
+def test_a_cluster_whose_state_lives_elsewhere_is_refused_before_terraform(
+    tmp_path, monkeypatch, moto_endpoint, record_property
+):
     settings = _settings(tmp_path, monkeypatch, moto_endpoint)
     access = local_endpoint.ensure(settings, REGION)
     name = _unique("moved")
@@ -66,8 +73,10 @@ def test_a_cluster_whose_state_lives_elsewhere_is_refused_before_terraform(tmp_p
     record = {"account": "123456789012", "bucket": "the-old-bucket", "key": network.state_key(name)}
     (work / network.STATE_LOCATION).write_text(json.dumps(record))
 
-    with pytest.raises(BadInput, match=r"s3://the-old-bucket/clusters/.*terraform init -migrate-state"):
+    with pytest.raises(BadInput, match=r"s3://the-old-bucket/clusters/.*terraform init -migrate-state") as caught:
         network.provision(_spec(name), access, settings)
+    shown = f"{type(caught.value).__name__} (exit {caught.value.exit_code}): {caught.value}"
+    record_property("outcome", shown.replace(name, "<name>").replace(str(settings.state_bucket), "<bucket>"))
 
     s3 = boto3.client(
         "s3",
@@ -80,13 +89,15 @@ def test_a_cluster_whose_state_lives_elsewhere_is_refused_before_terraform(tmp_p
     assert sorted(p.name for p in work.iterdir()) == [network.STATE_LOCATION]
 
 
-def test_state_bucket_name_is_derived_and_checked(tmp_path, monkeypatch, moto_endpoint):
+@pytest.mark.reliability("bad input", "PIPELINE_STATE_BUCKET=Bad_Name, not a valid S3 bucket name")
+def test_state_bucket_name_is_derived_and_checked(tmp_path, monkeypatch, moto_endpoint, record_property):
     settings = _settings(tmp_path, monkeypatch, moto_endpoint)
     derived = network.state_bucket(dataclasses.replace(settings, state_bucket=None), "123456789012", REGION)
     assert derived == "fleet-pipeline-tfstate-123456789012-us-east-1"
 
-    with pytest.raises(BadInput, match="PIPELINE_STATE_BUCKET"):
+    with pytest.raises(BadInput, match="PIPELINE_STATE_BUCKET") as caught:
         network.state_bucket(dataclasses.replace(settings, state_bucket="Bad_Name"), "1", REGION)
+    record_property("outcome", f"{type(caught.value).__name__} (exit {caught.value.exit_code}): {caught.value}")
 
 
 @pytest.mark.slow
@@ -160,9 +171,11 @@ def test_the_network_is_built_rerun_planned_guarded_and_destroyed(tmp_path, monk
         network.provision(spec, access, settings)
     release = str(caught.value).split("release it with: ", 1)[1]
     assert release.endswith(f"force-unlock {lock['ID']}")
-    assignment, *command = shlex.split(release.replace("force-unlock ", "force-unlock -force "))
-    data_dir_var, data_dir = assignment.split("=", 1)
-    env = {**os.environ, **dict(access.env), data_dir_var: data_dir}
+    # Run as printed, from an environment without the pipeline's: the command must carry what it needs.
+    words = shlex.split(release.replace("force-unlock ", "force-unlock -force "))
+    assignments = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+    command = [w for w in words if "=" not in w or w.startswith("-")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | assignments
     subprocess.run(command, check=True, env=env, capture_output=True)
 
     lines.clear()

@@ -161,28 +161,44 @@ def test_control_plane_instance_type_change_rolls_the_control_plane():
     assert kcp_ref(after) in {t["metadata"]["name"] for t in by_kind(after, "AWSMachineTemplate")}
 
 
+INJECTIONS = ["x\nkind: Secret", "{{ 7*7 }}", "a: {}", '"quoted" # not a comment', "- item", "&anchor *alias"]
+
+
 @pytest.mark.parametrize(
     "value",
-    ["x\nkind: Secret", "{{ 7*7 }}", "a: {}", '"quoted" # not a comment', "- item", "&anchor *alias"],
+    [
+        pytest.param(v, marks=pytest.mark.reliability("bad input", f"tag 'evil: {{}}' with the value {v!r}"))
+        for v in INJECTIONS
+    ],
 )
-def test_tag_values_reach_the_manifest_as_plain_strings(value):
+def test_tag_values_reach_the_manifest_as_plain_strings(value, record_property):
     spec = sample_spec(tags=(("evil: {}", value), ("team", "platform")))
 
     manifests = render(spec, sample_outputs(), TEMPLATES)
 
     awscluster = by_kind(manifests, "AWSCluster")[0]
+    record_property(
+        "outcome",
+        f"AWSCluster spec.additionalTags = {awscluster['spec']['additionalTags']!r}; "
+        f"Secret objects rendered: {len(by_kind(manifests, 'Secret'))}",
+    )
     assert awscluster["spec"]["additionalTags"] == {"evil: {}": value, "team": "platform"}
     assert sorted(awscluster) == ["apiVersion", "kind", "metadata", "spec"]
     assert by_kind(manifests, "Secret") == []
 
 
-def test_a_hostile_pool_name_stays_one_scalar():
+@pytest.mark.reliability("bad input", "worker pool name 'p\\n---\\nkind: Secret' (a YAML document break)")
+def test_a_hostile_pool_name_stays_one_scalar(record_property):
     spec = sample_spec(workers=(WorkerPool(name="p\n---\nkind: Secret", replicas=1, instance_type="t3.large"),))
 
     manifests = render(spec, sample_outputs(), TEMPLATES)
 
-    assert by_kind(manifests, "Secret") == []
     names = [md["metadata"]["name"] for md in by_kind(manifests, "MachineDeployment")]
+    record_property(
+        "outcome",
+        f"MachineDeployment names: {names!r}; Secret objects rendered: {len(by_kind(manifests, 'Secret'))}",
+    )
+    assert by_kind(manifests, "Secret") == []
     assert names == ["demo-p\n---\nkind: Secret"]
 
 
@@ -191,14 +207,16 @@ def test_yaml_filter_round_trips_any_string(value):
     assert yaml.safe_load(f"key: {to_yaml(value)}\n") == {"key": value}
 
 
-def test_a_template_printing_a_value_without_the_filter_fails(tmp_path):
+@pytest.mark.reliability("fault", "a template edited to print a value without the yaml filter")
+def test_a_template_printing_a_value_without_the_filter_fails(tmp_path, record_property):
     templates = tmp_path / "templates"
     shutil.copytree(TEMPLATES, templates)
     namespace = templates / "cluster" / "namespace.yaml.j2"
     namespace.write_text(namespace.read_text() + "  annotations: {note: {{ name }}}\n")
 
-    with pytest.raises(TypeError, match="without the `yaml` filter"):
+    with pytest.raises(TypeError, match="without the `yaml` filter") as caught:
         render(sample_spec(), sample_outputs(), templates)
+    record_property("outcome", f"{type(caught.value).__name__}: {caught.value}")
 
 
 def test_flux_applies_the_cluster_directory_and_the_namespace_is_restricted():

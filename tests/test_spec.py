@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -132,25 +133,40 @@ BAD: list[tuple[str, str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "field"), [c[1:] for c in BAD], ids=[c[0] for c in BAD])
-def test_bad_input_names_the_field_and_the_fix(path: str, value: Any, field: str):
+def shown(value: Any) -> str:
+    """A bad value as the report shows it: a long run of one character as its count."""
+    return re.sub(r"(.)\1{7,}", lambda run: f"{run[1]}×{len(run[0])}", repr(value))  # noqa: RUF001
+
+
+def bad_case(case_id: str, path: str, value: Any, field: str) -> Any:
+    what = f"spec {path} = {shown(value)}" if value is not DELETE else f"spec without {path}"
+    return pytest.param(path, value, field, id=case_id, marks=pytest.mark.reliability("bad input", what))
+
+
+@pytest.mark.parametrize(("path", "value", "field"), [bad_case(*c) for c in BAD])
+def test_bad_input_names_the_field_and_the_fix(path: str, value: Any, field: str, record_property):
     with pytest.raises(SpecError) as caught:
         parse(with_change(path, value))
     error = caught.value
+    record_property("outcome", f"{type(error).__name__} (exit {error.exit_code}): {error}")
     assert error.field == field
     assert error.exit_code == EXIT_BAD_INPUT
     assert error.fix
     assert "\n" not in str(error)
 
 
-def test_unknown_field_suggests_the_near_one():
-    with pytest.raises(SpecError, match="did you mean 'natGateways'"):
+@pytest.mark.reliability("bad input", "spec with a misspelt field: network.natGateway")
+def test_unknown_field_suggests_the_near_one(record_property):
+    with pytest.raises(SpecError, match="did you mean 'natGateways'") as caught:
         parse(GOOD.replace("natGateways:", "natGateway:"))
+    record_property("outcome", f"SpecError (exit {caught.value.exit_code}): {caught.value}")
 
 
-def test_overlap_with_another_cluster_is_refused_with_a_free_block():
-    with pytest.raises(SpecError, match=r"overlaps 10\.20\.128\.0/17.*such as 10\.21\.0\.0/16"):
+@pytest.mark.reliability("bad input", "spec network.cidr 10.20.0.0/16 overlapping another cluster's 10.20.128.0/17")
+def test_overlap_with_another_cluster_is_refused_with_a_free_block(record_property):
+    with pytest.raises(SpecError, match=r"overlaps 10\.20\.128\.0/17.*such as 10\.21\.0\.0/16") as caught:
         parse(GOOD, taken=("10.20.128.0/17",))
+    record_property("outcome", f"SpecError (exit {caught.value.exit_code}): {caught.value}")
 
 
 def test_open_ssh_needs_an_explicit_opt_in():
@@ -160,24 +176,32 @@ def test_open_ssh_needs_an_explicit_opt_in():
     assert parse(yaml.safe_dump(data)).bastion.allowed_cidrs == ("0.0.0.0/0",)
 
 
-def test_errors_point_at_the_spec_line():
+@pytest.mark.reliability("bad input", "spec controlPlane.replicas = 4 (even), to be located by its line")
+def test_errors_point_at_the_spec_line(record_property):
     with pytest.raises(SpecError) as caught:
         parse(GOOD.replace("replicas: 3\n  instanceType: m6i.large", "replicas: 4\n  instanceType: m6i.large"))
+    record_property("outcome", f"SpecError on line {caught.value.line}: {caught.value}")
     assert caught.value.field == "controlPlane.replicas"
     assert caught.value.line == 14
 
 
-def test_zones_beyond_what_the_region_has():
-    with pytest.raises(SpecError, match="use 1 to 2"):
+@pytest.mark.reliability("bad input", "spec network.zones = 3 in a region with 2 zones")
+def test_zones_beyond_what_the_region_has(record_property):
+    with pytest.raises(SpecError, match="use 1 to 2") as caught:
         spec.parse(spec.read(GOOD, "spec.yaml"), "demo", (), None, zones_available=2)
+    record_property("outcome", f"SpecError (exit {caught.value.exit_code}): {caught.value}")
 
 
-def test_broken_yaml_is_bad_input_with_its_line():
+@pytest.mark.reliability("bad input", "spec that is not YAML: an unclosed flow sequence")
+def test_broken_yaml_is_bad_input_with_its_line(record_property):
     with pytest.raises(SpecError) as caught:
         spec.read("name: demo\nnetwork: [\n", "spec.yaml")
+    record_property("outcome", f"SpecError on line {caught.value.line}: {caught.value}")
     assert caught.value.line is not None
 
 
-def test_values_that_look_like_yaml_stay_strings():
+@pytest.mark.reliability("bad input", "spec tag values holding YAML (a: b, kind: Secret) and Jinja ({{ 7*7 }})")
+def test_values_that_look_like_yaml_stay_strings(record_property):
     cluster = parse(with_change("tags", {"team": "a: b\nkind: Secret", "note": "{{ 7*7 }}"}))
+    record_property("outcome", f"parsed tags: {dict(cluster.tags)!r}")
     assert dict(cluster.tags) == {"team": "a: b\nkind: Secret", "note": "{{ 7*7 }}"}
