@@ -3,29 +3,62 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import ConnectionError as EndpointUnreachable
 
-from pipeline.errors import AwsError
+from pipeline.errors import AwsError, AwsThrottled, AwsUnavailable
 from pipeline.model import AwsAccess
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
     from mypy_boto3_sts import STSClient
 
-# Bounded: an unreachable endpoint must fail within seconds, a throttled call retries a little.
+# Bounded, so a dead or throttling endpoint ends the run in bounded time: each call is sent at most
+# MAX_ATTEMPTS times (the first try included). Between tries botocore's standard mode waits
+# rand(0,1) * 2**i seconds after a throttle (under 1+2+4+8 = 15 s in all) and 50 ms * 2**i after a
+# refused connection, a timeout or a 5xx (under 1 s in all); each try waits at most CONNECT_TIMEOUT
+# to connect and READ_TIMEOUT for the answer.
+MAX_ATTEMPTS = 5
+CONNECT_TIMEOUT = 3
+READ_TIMEOUT = 30
 _CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    connect_timeout=3,
-    read_timeout=30,
+    retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+    connect_timeout=CONNECT_TIMEOUT,
+    read_timeout=READ_TIMEOUT,
 )
+# The codes botocore's standard mode retries as throttling (botocore.retries.standard), and HTTP 429.
+_THROTTLING = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+    }
+)
+_THROTTLED_STATUS = 429
+_CONTINUES = "the next run continues from where this one stopped"
 _MISSING_BUCKET = ("404", "NoSuchBucket", "NotFound")
 
 
@@ -201,11 +234,37 @@ def _client(access: AwsAccess, service: str) -> Any:
     if access.endpoint is not None:
         # Local endpoints serve every bucket under one host name.
         config = config.merge(Config(s3={"addressing_style": "path"}))
-    return session.client(service, endpoint_url=access.endpoint, config=config)  # type: ignore[call-overload]
+    client = session.client(service, endpoint_url=access.endpoint, config=config)  # type: ignore[call-overload]
+    client.meta.events.register("needs-retry", _note_attempt)
+    return client
+
+
+@dataclass
+class _Attempts:
+    """How often botocore sent the latest AWS operation of a translated block (retries included), and where."""
+
+    count: int = 0
+    endpoint: str = "the AWS endpoint"
+
+
+_ATTEMPTS: ContextVar[_Attempts | None] = ContextVar("aws_attempts", default=None)
+
+
+def _note_attempt(attempts: int, request_dict: Mapping[str, Any], **_: object) -> None:
+    """botocore's needs-retry hook, called after every try with its number; None leaves the decision to retry."""
+    noted = _ATTEMPTS.get()
+    if noted is not None:
+        noted.count = attempts
+        url = urlsplit(str(request_dict.get("url", "")))
+        if url.netloc:
+            noted.endpoint = f"{url.scheme}://{url.netloc}"
 
 
 @contextmanager
 def _translated(call: str, resource: str, fix: str) -> Iterator[None]:
+    """AWS's failures as one line each; what outlasted the retries says so, how often and where."""
+    attempts = _Attempts()
+    token = _ATTEMPTS.set(attempts)
     try:
         yield
     except NoCredentialsError:
@@ -213,11 +272,202 @@ def _translated(call: str, resource: str, fix: str) -> Iterator[None]:
             f"{call} on {resource}: no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID"
         ) from None
     except ClientError as e:
+        code = _code(e)
         message = e.response.get("Error", {}).get("Message") or str(e)
-        raise AwsError(f"{call} on {resource} failed: {_code(e)}: {message}; {fix}") from None
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        tried = f"{_tries(attempts.count)} at {attempts.endpoint}"
+        if code in _THROTTLING or status == _THROTTLED_STATUS:
+            raise AwsThrottled(
+                f"{call} on {resource} failed: throttled ({code}: {message}) {tried}; wait and run again; {_CONTINUES}"
+            ) from None
+        if status >= 500:
+            raise AwsUnavailable(
+                f"{call} on {resource} failed: {code}: {message} {tried}; wait and run again; {_CONTINUES}"
+            ) from None
+        raise AwsError(f"{call} on {resource} failed: {code}: {message}; {fix}") from None
+    except (EndpointUnreachable, HTTPClientError) as e:
+        raise AwsUnavailable(
+            f"{call} on {resource} failed: no answer {_tries(attempts.count)} at {attempts.endpoint} ({e}); "
+            f"check the network and the endpoint, then run again; {_CONTINUES}"
+        ) from None
     except BotoCoreError as e:
         raise AwsError(f"{call} on {resource} failed: {e}; check the network and the endpoint") from None
+    finally:
+        _ATTEMPTS.reset(token)
+
+
+def _tries(count: int) -> str:
+    return f"after {count} attempt{'' if count == 1 else 's'}"
 
 
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", "Unknown"))
+
+
+CLUSTER_TAG = "fleet-pipeline/cluster"  # every resource the stack makes carries it (provider default_tags)
+
+
+# The resource types the stack makes, in the order their orphans are deleted: dependents first.
+ORPHAN_TYPES = (
+    "aws_instance",
+    "aws_nat_gateway",
+    "aws_vpc_endpoint",
+    "aws_internet_gateway",
+    "aws_route_table",
+    "aws_subnet",
+    "aws_security_group",
+    "aws_vpc",
+    "aws_eip",
+)
+
+
+def tagged_resources(access: AwsAccess, cluster: str) -> dict[str, tuple[str, ...]]:
+    """The ids of the live resources of each stack type that carry `cluster`'s tag, state or no state."""
+    ec2 = _client(access, "ec2")
+    tagged = _tag_filter(cluster)
+    with _translated("ec2:Describe*", f"the resources of cluster {cluster}", "check AWS credentials and region"):
+        reservations = ec2.describe_instances(Filters=tagged)["Reservations"]
+        found: dict[str, list[Any]] = {
+            "aws_instance": [i for r in reservations for i in r["Instances"]],
+            "aws_nat_gateway": list(ec2.describe_nat_gateways(Filters=tagged)["NatGateways"]),
+            "aws_vpc_endpoint": list(ec2.describe_vpc_endpoints(Filters=tagged)["VpcEndpoints"]),
+            "aws_internet_gateway": list(ec2.describe_internet_gateways(Filters=tagged)["InternetGateways"]),
+            "aws_route_table": list(ec2.describe_route_tables(Filters=tagged)["RouteTables"]),
+            "aws_subnet": list(ec2.describe_subnets(Filters=tagged)["Subnets"]),
+            "aws_security_group": list(ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]),
+            "aws_vpc": list(ec2.describe_vpcs(Filters=tagged)["Vpcs"]),
+            "aws_eip": list(ec2.describe_addresses(Filters=tagged)["Addresses"]),
+        }
+    return {
+        kind: tuple(sorted(item[_ID_FIELD[kind]] for item in items if _live(item) and _carries(item, cluster)))
+        for kind, items in found.items()
+    }
+
+
+_ID_FIELD = {
+    "aws_instance": "InstanceId",
+    "aws_nat_gateway": "NatGatewayId",
+    "aws_vpc_endpoint": "VpcEndpointId",
+    "aws_internet_gateway": "InternetGatewayId",
+    "aws_route_table": "RouteTableId",
+    "aws_subnet": "SubnetId",
+    "aws_security_group": "GroupId",
+    "aws_vpc": "VpcId",
+    "aws_eip": "AllocationId",
+}
+
+
+def _live(item: Mapping[str, Any]) -> bool:
+    state = item.get("State")
+    name = state.get("Name") if isinstance(state, Mapping) else state
+    return str(name or "").lower() not in ("terminated", "shutting-down", "deleted", "deleting")
+
+
+def _carries(item: Mapping[str, Any], cluster: str) -> bool:
+    """Checked here too: not every endpoint honours every tag filter (moto's NAT gateways ignore it)."""
+    return {"Key": CLUSTER_TAG, "Value": cluster} in [
+        {"Key": tag.get("Key"), "Value": tag.get("Value")} for tag in item.get("Tags", item.get("TagSet", []))
+    ]
+
+
+def delete_resources(access: AwsAccess, doomed: Mapping[str, tuple[str, ...]]) -> None:
+    """Delete the given resources, type by type in ORPHAN_TYPES order; a VPC with all it still holds."""
+    ec2 = _client(access, "ec2")
+    with _translated(
+        "ec2:Delete*", "the orphaned resources", "delete what is left from the AWS console, then run again"
+    ):
+        for kind in ORPHAN_TYPES:
+            ids = list(doomed.get(kind, ()))
+            if ids:
+                _DELETERS[kind](ec2, ids)
+
+
+def _delete_instances(ec2: EC2Client, ids: list[str]) -> None:
+    ec2.terminate_instances(InstanceIds=ids)
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig={"Delay": 2})
+
+
+def _delete_nat_gateways(ec2: EC2Client, ids: list[str]) -> None:
+    for nat in ids:
+        ec2.delete_nat_gateway(NatGatewayId=nat)
+    ec2.get_waiter("nat_gateway_deleted").wait(NatGatewayIds=ids, WaiterConfig={"Delay": 2})
+
+
+def _delete_internet_gateways(ec2: EC2Client, ids: list[str]) -> None:
+    for gateway in ec2.describe_internet_gateways(InternetGatewayIds=ids)["InternetGateways"]:
+        for attachment in gateway.get("Attachments", []):
+            ec2.detach_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"], VpcId=attachment["VpcId"])
+        ec2.delete_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"])
+
+
+def _delete_route_tables(ec2: EC2Client, ids: list[str]) -> None:
+    for table in ec2.describe_route_tables(RouteTableIds=ids)["RouteTables"]:
+        associations = table.get("Associations", [])
+        if any(a.get("Main") for a in associations):
+            continue  # goes with its VPC
+        for association in associations:
+            ec2.disassociate_route_table(AssociationId=association["RouteTableAssociationId"])
+        ec2.delete_route_table(RouteTableId=table["RouteTableId"])
+
+
+def _delete_vpcs(ec2: EC2Client, ids: list[str]) -> None:
+    """Each VPC after whatever untagged dependents it still holds, as the console's "delete VPC" does."""
+    for vpc in ids:
+        in_vpc: list[FilterTypeDef] = [{"Name": "vpc-id", "Values": [vpc]}]
+        reservations = ec2.describe_instances(Filters=in_vpc)["Reservations"]
+        instances = [i["InstanceId"] for r in reservations for i in r["Instances"]]
+        if instances:
+            _delete_instances(ec2, instances)
+        nats = [n["NatGatewayId"] for n in ec2.describe_nat_gateways(Filters=in_vpc)["NatGateways"]]
+        if nats:
+            _delete_nat_gateways(ec2, nats)
+        endpoints = [e["VpcEndpointId"] for e in ec2.describe_vpc_endpoints(Filters=in_vpc)["VpcEndpoints"]]
+        if endpoints:
+            _delete_endpoints(ec2, endpoints)
+        attached: list[FilterTypeDef] = [{"Name": "attachment.vpc-id", "Values": [vpc]}]
+        gateways = [
+            g["InternetGatewayId"] for g in ec2.describe_internet_gateways(Filters=attached)["InternetGateways"]
+        ]
+        if gateways:
+            _delete_internet_gateways(ec2, gateways)
+        _delete_route_tables(ec2, [r["RouteTableId"] for r in ec2.describe_route_tables(Filters=in_vpc)["RouteTables"]])
+        _delete_subnets(ec2, [s["SubnetId"] for s in ec2.describe_subnets(Filters=in_vpc)["Subnets"]])
+        groups = ec2.describe_security_groups(Filters=in_vpc)["SecurityGroups"]
+        _delete_security_groups(ec2, [g["GroupId"] for g in groups if g["GroupName"] != "default"])
+        ec2.delete_vpc(VpcId=vpc)
+
+
+def _delete_endpoints(ec2: EC2Client, ids: list[str]) -> None:
+    ec2.delete_vpc_endpoints(VpcEndpointIds=ids)
+
+
+def _delete_subnets(ec2: EC2Client, ids: list[str]) -> None:
+    for subnet in ids:
+        ec2.delete_subnet(SubnetId=subnet)
+
+
+def _delete_security_groups(ec2: EC2Client, ids: list[str]) -> None:
+    for group in ids:
+        ec2.delete_security_group(GroupId=group)
+
+
+def _release_addresses(ec2: EC2Client, ids: list[str]) -> None:
+    for allocation in ids:
+        ec2.release_address(AllocationId=allocation)
+
+
+_DELETERS: dict[str, Callable[[EC2Client, list[str]], None]] = {
+    "aws_instance": _delete_instances,
+    "aws_nat_gateway": _delete_nat_gateways,
+    "aws_vpc_endpoint": _delete_endpoints,
+    "aws_internet_gateway": _delete_internet_gateways,
+    "aws_route_table": _delete_route_tables,
+    "aws_subnet": _delete_subnets,
+    "aws_security_group": _delete_security_groups,
+    "aws_vpc": _delete_vpcs,
+    "aws_eip": _release_addresses,
+}
+
+
+def _tag_filter(cluster: str) -> list[FilterTypeDef]:
+    return [{"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]}]

@@ -1,6 +1,6 @@
 """The pipeline's failures, one type per kind; the CLI turns each into one line and an exit code.
 
-Exit codes: 0 done (or nothing to do), 1 failed, 2 bad input, 3 blocked by a lock or a conflict,
+Exit codes: 0 done (or nothing to do), 1 failed, 2 bad input, 3 blocked by a lock, a conflict or throttling,
 4 `plan` found changes (not a failure: a script tells "would change" from "nothing to do"),
 130 interrupted.
 """
@@ -37,7 +37,13 @@ class SpecError(BadInput):
         self.problem = problem
         self.fix = fix
         self.line = line
-        super().__init__(f"spec field '{field}': {problem}; {fix}")
+        super().__init__(_printable(f"spec field '{field}': {problem}; {fix}"))
+
+
+def _printable(text: str) -> str:
+    # Messages quote the user's values: a line break would split the one-line error, a control
+    # character would reach the terminal. Both are shown escaped, as Python writes them.
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 class SchemasMissing(BadInput):
@@ -56,6 +62,10 @@ class Blocked(PipelineError):
 
 class StateLocked(Blocked):
     """Terraform's state is locked by another (or a dead) run."""
+
+
+class OrphanedResources(Blocked):
+    """AWS holds resources tagged for a cluster that its Terraform state does not track."""
 
 
 class RunInProgress(Blocked):
@@ -79,6 +89,14 @@ class TerraformError(PipelineError):
 
 class AwsError(PipelineError):
     """An AWS API call failed or the account cannot host the cluster."""
+
+
+class AwsUnavailable(AwsError):
+    """The AWS endpoint could not be reached, timed out or kept failing (5xx) after bounded retries."""
+
+
+class AwsThrottled(AwsError, Blocked):
+    """AWS kept throttling a call after bounded retries; the rate frees up, so running again later works."""
 
 
 class LocalEndpointError(PipelineError):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import boto3
 import pytest
@@ -12,6 +13,7 @@ from pipeline.model import AwsAccess
 from tests.fixtures import free_port
 
 CREDENTIALS = (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"))
+CREDENTIALS_KW = (("aws_access_key_id", "testing"), ("aws_secret_access_key", "testing"))
 
 
 @pytest.fixture
@@ -63,3 +65,51 @@ def test_an_unreachable_endpoint_fails_fast_with_one_line():
     message = str(caught.value)
     assert message.startswith("sts:GetCallerIdentity on the current credentials failed: ")
     assert "\n" not in message
+
+
+def _tags(cluster: str, kind: str) -> list[dict[str, Any]]:
+    return [{"ResourceType": kind, "Tags": [{"Key": aws.CLUSTER_TAG, "Value": cluster}]}]
+
+
+def _network_of(ec2: Any, cluster: str, cidr: str) -> dict[str, str]:
+    """A VPC with a subnet, route table, internet and NAT gateway, all tagged for `cluster` as the stack tags them."""
+    vpc = ec2.create_vpc(CidrBlock=cidr, TagSpecifications=_tags(cluster, "vpc"))["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(
+        VpcId=vpc, CidrBlock=cidr.replace("/16", "/20"), TagSpecifications=_tags(cluster, "subnet")
+    )
+    subnet_id = subnet["Subnet"]["SubnetId"]
+    table = ec2.create_route_table(VpcId=vpc, TagSpecifications=_tags(cluster, "route-table"))["RouteTable"]
+    ec2.associate_route_table(RouteTableId=table["RouteTableId"], SubnetId=subnet_id)
+    gateway = ec2.create_internet_gateway(TagSpecifications=_tags(cluster, "internet-gateway"))["InternetGateway"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"], VpcId=vpc)
+    address = ec2.allocate_address(Domain="vpc", TagSpecifications=_tags(cluster, "elastic-ip"))["AllocationId"]
+    nat = ec2.create_nat_gateway(
+        SubnetId=subnet_id, AllocationId=address, TagSpecifications=_tags(cluster, "natgateway")
+    )
+    return {
+        "aws_vpc": vpc,
+        "aws_subnet": subnet_id,
+        "aws_route_table": table["RouteTableId"],
+        "aws_internet_gateway": gateway["InternetGatewayId"],
+        "aws_eip": address,
+        "aws_nat_gateway": nat["NatGateway"]["NatGatewayId"],
+    }
+
+
+def test_a_clusters_tagged_resources_are_found_and_deleted_and_no_other_clusters(access, moto_endpoint):
+    ec2 = boto3.client("ec2", endpoint_url=moto_endpoint, region_name="eu-west-1", **dict(CREDENTIALS_KW))
+    mine = f"orph-{uuid.uuid4().hex[:8]}"
+    other = f"keep-{uuid.uuid4().hex[:8]}"
+    built = _network_of(ec2, mine, "10.61.0.0/16")
+    kept = _network_of(ec2, other, "10.62.0.0/16")
+
+    found = aws.tagged_resources(access, mine)
+    assert {kind: ids for kind, ids in found.items() if ids} == {kind: (i,) for kind, i in built.items()}
+
+    aws.delete_resources(access, found)
+
+    assert not any(aws.tagged_resources(access, mine).values())
+    assert ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [built["aws_vpc"]]}])["Vpcs"] == []
+    assert {kind: ids for kind, ids in aws.tagged_resources(access, other).items() if ids} == {
+        kind: (i,) for kind, i in kept.items()
+    }

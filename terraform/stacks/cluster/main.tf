@@ -5,6 +5,10 @@ locals {
 provider "aws" {
   region = var.region
 
+  # Bounded: the provider's default (25, with exponential backoff) keeps a dead or throttling
+  # endpoint busy for many minutes; a few tries, then Terraform's error, and the next run continues.
+  max_retries = var.aws_max_retries
+
   # A local endpoint has no real account, metadata service or region list to check against.
   skip_credentials_validation = local.local_endpoint
   skip_requesting_account_id  = local.local_endpoint

@@ -61,3 +61,14 @@ variable "aws_endpoint" {
   type        = string
   default     = null
 }
+
+variable "aws_max_retries" {
+  description = "How often the AWS provider retries a throttled or failing call before giving up (provider default: 25)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.aws_max_retries >= 0 && var.aws_max_retries <= 25 && floor(var.aws_max_retries) == var.aws_max_retries
+    error_message = "aws_max_retries must be a whole number from 0 to 25."
+  }
+}
