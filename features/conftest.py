@@ -12,9 +12,34 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
+from mypy_boto3_ec2 import EC2Client
+from mypy_boto3_s3 import S3Client
 from pytest_bdd import given, parsers, then, when
 
 from tests.fixtures import fleet_git, fleet_refs
+
+# The moto server's account; the state bucket's name derives from it.
+STATE_BUCKET = "fleet-pipeline-tfstate-123456789012-us-east-1"
+
+
+def s3(world: World) -> S3Client:
+    return boto3.client(
+        "s3",
+        endpoint_url=world.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def ec2(world: World) -> EC2Client:
+    return boto3.client(
+        "ec2",
+        endpoint_url=world.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @dataclass
@@ -31,6 +56,7 @@ class World:
     names: list[str] = field(default_factory=list)
     together: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
     history: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)  # the error line of each run that was blocked
 
     @property
     def fleet(self) -> Path:

@@ -8,41 +8,15 @@ import re
 import subprocess
 import sys
 
-import boto3
 import pytest
 import yaml
-from mypy_boto3_ec2 import EC2Client
-from mypy_boto3_s3 import S3Client
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from features.conftest import World, small_spec, spec_path, verify_signed_by_trusted_key
+from features.conftest import STATE_BUCKET, World, ec2, s3, small_spec, spec_path, verify_signed_by_trusted_key
 
 scenarios("lifecycle.feature")
 
 pytestmark = pytest.mark.slow
-
-# The moto server's account; the state bucket's name derives from it.
-STATE_BUCKET = "fleet-pipeline-tfstate-123456789012-us-east-1"
-
-
-def s3(world: World) -> S3Client:
-    return boto3.client(
-        "s3",
-        endpoint_url=world.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def ec2(world: World) -> EC2Client:
-    return boto3.client(
-        "ec2",
-        endpoint_url=world.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def state_versions(world: World, name: str) -> list[str]:

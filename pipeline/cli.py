@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -20,6 +20,7 @@ from pipeline.commands import (
     merge,
     new_cluster,
     plan,
+    remove_orphans,
     schemas,
     status,
     verify,
@@ -41,6 +42,7 @@ _EXAMPLES = {
     "plan": "example: python -m pipeline plan demo --spec clusters/demo.yaml --markdown > plan.md",
     "delete-cluster": "example: python -m pipeline delete-cluster demo --fleet ./fleet.git",
     "status": "example: python -m pipeline status demo",
+    "remove-orphans": "example: python -m pipeline remove-orphans demo --spec clusters/demo.yaml",
 }
 JSON_HELP = "print one JSON object on stdout at the end, also on failure; progress stays on stderr"
 
@@ -91,6 +93,17 @@ def _parser() -> argparse.ArgumentParser:
     gone.add_argument("--force", action="store_true", help="destroy the network even while its manifests are on main")
     gone.add_argument("--json", action="store_true", help=JSON_HELP)
 
+    _review_and_upkeep_commands(command)
+    return parser
+
+
+def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    orphans = command(
+        "remove-orphans", "Delete the VPCs and addresses tagged for a cluster that its Terraform state does not hold."
+    )
+    orphans.add_argument("name", metavar="NAME")
+    orphans.add_argument("--json", action="store_true", help=JSON_HELP)
+
     approve = command("approve", "Local review: verify the signed branch cluster/NAME and merge it into main.")
     target = approve.add_mutually_exclusive_group(required=True)
     target.add_argument("name", metavar="NAME", nargs="?")
@@ -122,7 +135,6 @@ def _parser() -> argparse.ArgumentParser:
 
     local = command("local", "The embedded AWS endpoint (a moto server on loopback) for the local target.")
     local.add_argument("action", choices=("up", "down", "status"))
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,6 +189,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
         return verify.run(args.ref, settings)
     if args.command == "delete-cluster":
         return delete_cluster.run(args.name, args.review, args.force, settings, reporter)
+    if args.command == "remove-orphans":
+        return remove_orphans.run(args.name, settings, reporter)
     if args.command == "list":
         return list_clusters.run(args.json, settings)
     if args.command == "status":

@@ -8,7 +8,6 @@ a review branch that could still bring the manifests back goes before the networ
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -165,12 +164,9 @@ def _network_in_history(checkout: git.Checkout, name: str, with_branch: bool) ->
 
 def _network_in_work_dir(settings: Settings, name: str) -> Network | None:
     """The region of a network whose manifests never reached the fleet, from this machine's Terraform variables."""
+    region = network.recorded_region(settings, name)
     var_file = settings.terraform_work_dir(name) / network.VAR_FILE
-    try:
-        region = json.loads(var_file.read_text()).get("region")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Network(region, None, str(var_file)) if isinstance(region, str) and region else None
+    return None if region is None else Network(region, None, str(var_file))
 
 
 def _described(files: Mapping[str, str]) -> tuple[str, str | None] | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import RunInProgress
+from pipeline.errors import Interrupted, RunInProgress
 
 
 def new_run_id() -> str:
@@ -138,6 +138,9 @@ def run(journal_dir: Path, cluster: str, command: str) -> Iterator[Journal]:
         journal._save()
         try:
             yield journal
+        except (KeyboardInterrupt, Interrupted):
+            journal.finish(INTERRUPTED, error="interrupted")
+            raise
         except BaseException as exc:
             journal.finish("failed", error=str(exc) or type(exc).__name__)
             raise

@@ -7,12 +7,13 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline import aws, terraform
 from pipeline.config import Settings
-from pipeline.errors import BadInput, SpecError, TerraformError
+from pipeline.errors import BadInput, OrphanedResources, SpecError, TerraformError
 from pipeline.model import (
     AwsAccess,
     Bastion,
@@ -64,6 +65,7 @@ def provision(
         reused = _reuse(ws, done)
         if reused is not None:
             return reused
+    _refuse_orphans(spec.name, ws, access)
     plan = terraform.plan(ws, var_file, on_line)
     lost = _network_losses(plan.resources)
     if lost and not force:
@@ -75,6 +77,51 @@ def provision(
         changes=plan.summary,
         state_serial=terraform.state_serial(ws),
     )
+
+
+@dataclass(frozen=True)
+class Orphans:
+    """What AWS holds tagged for a cluster that its state does not: left by an apply stopped before it saved."""
+
+    resources: tuple[tuple[str, tuple[str, ...]], ...]  # (Terraform type, ids), in aws.ORPHAN_TYPES order
+
+    def __bool__(self) -> bool:
+        return any(ids for _, ids in self.resources)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{kind} {' '.join(ids)}" for kind, ids in self.resources if ids)
+
+
+def orphans(name: str, ws: terraform.Workspace, access: AwsAccess) -> Orphans:
+    tracked = terraform.tracked_ids(ws, aws.ORPHAN_TYPES)
+    live = aws.tagged_resources(access, name)
+    return Orphans(
+        tuple((kind, tuple(i for i in live[kind] if i not in tracked.get(kind, ()))) for kind in aws.ORPHAN_TYPES)
+    )
+
+
+def _refuse_orphans(name: str, ws: terraform.Workspace, access: AwsAccess) -> None:
+    """Applying beside orphans would build a second network; the user decides what to do with them."""
+    found = orphans(name, ws, access)
+    if found:
+        raise OrphanedResources(
+            f"{found}: tagged for cluster '{name}' but not in its Terraform state (an apply was stopped "
+            f"before saving them); remove them with: python -m pipeline remove-orphans {name}"
+        )
+
+
+def remove_orphans(
+    name: str, region: str, access: AwsAccess, settings: Settings, on_line: LineSink | None = None
+) -> Orphans:
+    """Delete what AWS holds tagged for the cluster outside its state; what was removed."""
+    account = aws.caller_identity(access)
+    bucket = state_bucket(settings, account, region)
+    _check_state_location(settings.terraform_work_dir(name), name, bucket, account)
+    ws = terraform.workspace(settings, name, STACK, dict(access.env))
+    terraform.init(ws, backend_config(bucket, name, access), on_line)
+    found = orphans(name, ws, access)
+    aws.delete_resources(access, dict(found.resources))
+    return found
 
 
 def _reuse(ws: terraform.Workspace, done: Mapping[str, Any]) -> NetworkResult | None:
@@ -158,6 +205,15 @@ def _applied_variables(ws: terraform.Workspace, name: str, access: AwsAccess) ->
     return known | {"aws_endpoint": access.endpoint}
 
 
+def recorded_region(settings: Settings, name: str) -> str | None:
+    """The region of the cluster's last Terraform run on this machine, from its variables; None without one."""
+    try:
+        region = json.loads((settings.terraform_work_dir(name) / VAR_FILE).read_text()).get("region")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return region if isinstance(region, str) and region else None
+
+
 def _write_variables(work_dir: Path, values: Mapping[str, object]) -> Path:
     var_file = work_dir / VAR_FILE
     var_file.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
@@ -165,7 +221,7 @@ def _write_variables(work_dir: Path, values: Mapping[str, object]) -> Path:
 
 
 def _network_losses(resources: Sequence[terraform.ResourceChange]) -> tuple[terraform.ResourceChange, ...]:
-    return tuple(r for r in resources if r.type in _NETWORK_TYPES and r.action in _LOSSES)
+    return tuple(r for r in resources if r.type in _NETWORK_TYPES and r.action in _LOSSES and not r.tainted)
 
 
 def _replacement_refused(lost: Sequence[terraform.ResourceChange]) -> str:

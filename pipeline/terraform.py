@@ -71,6 +71,8 @@ class ResourceChange:
     action: str  # add | change | destroy | replace (or Terraform's own word for a rarer action)
     # What forces a replacement: (attribute, value before, value after).
     replaced_by: tuple[tuple[str, str, str], ...] = ()
+    # Replaced because an interrupted or failed apply left it half-made: nothing can be using it.
+    tainted: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,8 @@ def resource_changes(plan_json: Mapping[str, Any]) -> tuple[ResourceChange, ...]
         action = _action(rc["change"]["actions"])
         if rc.get("mode", "managed") != "managed" or action is None:
             continue
-        changes.append(ResourceChange(rc["address"], rc["type"], action, _replaced_by(rc)))
+        tainted = rc.get("action_reason") == "replace_because_tainted"
+        changes.append(ResourceChange(rc["address"], rc["type"], action, _replaced_by(rc), tainted))
     return tuple(sorted(changes, key=lambda c: c.address))
 
 
@@ -301,8 +304,26 @@ def _strings(values: Iterable[object]) -> Iterator[str]:
 
 
 def state_serial(ws: Workspace) -> int:
-    state = json.loads(_run(ws, "state pull", None).stdout or "{}")
-    return int(state.get("serial", 0))
+    return int(_state(ws).get("serial", 0))
+
+
+def tracked_ids(ws: Workspace, resource_types: Iterable[str]) -> dict[str, frozenset[str]]:
+    """For each of `resource_types`, the ids of every managed resource of it the state holds, in any module."""
+    resources = [r for r in _state(ws).get("resources", []) if r.get("mode") == "managed"]
+    return {
+        kind: frozenset(
+            str(instance["attributes"]["id"])
+            for resource in resources
+            if resource.get("type") == kind
+            for instance in resource.get("instances", [])
+        )
+        for kind in resource_types
+    }
+
+
+def _state(ws: Workspace) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(_run(ws, "state pull", None).stdout or "{}")
+    return state
 
 
 def _run(
@@ -327,8 +348,15 @@ def failure(argv: list[str], output: str, ws: Workspace) -> PipelineError:
     if lock_id is not None:
         who = _LOCK_WHO.search(output)
         holder = f" by {who.group(1).strip()}" if who else ""
+        # The local target's dummy keys go with it, or the backend finds no credentials; the aws
+        # target puts none in the workspace, so a real key is never printed.
+        credentials = "".join(
+            f"{name}={shlex.quote(value)} "
+            for name, value in ws.env
+            if name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        )
         release = (
-            f"TF_DATA_DIR={shlex.quote(str(ws.data_dir))} "
+            f"{credentials}TF_DATA_DIR={shlex.quote(str(ws.data_dir))} "
             f"terraform -chdir={shlex.quote(str(ws.config_dir))} force-unlock {lock_id.group(1)}"
         )
         return StateLocked(

@@ -72,10 +72,14 @@ def test_a_mirror_counts_only_if_it_holds_the_aws_provider(tmp_path, monkeypatch
     assert terraform.find_mirror(_settings(tmp_path, monkeypatch)) == full
 
 
-def test_a_held_lock_names_the_command_that_releases_it(tmp_path, monkeypatch):
+@pytest.mark.reliability(
+    "fault", "terraform plan finds the S3 state lock held by another run (terraform 1.11's output)"
+)
+def test_a_held_lock_names_the_command_that_releases_it(tmp_path, monkeypatch, record_property):
     ws = terraform.workspace(_settings(tmp_path, monkeypatch), "demo", "cluster")
 
     error = terraform.failure(["terraform", "plan", "-input=false"], LOCK_OUTPUT, ws)
+    record_property("outcome", f"{type(error).__name__} (exit {error.exit_code}): {error}")
 
     assert isinstance(error, StateLocked)
     message = str(error)
@@ -86,7 +90,8 @@ def test_a_held_lock_names_the_command_that_releases_it(tmp_path, monkeypatch):
     assert "\n" not in message
 
 
-def test_a_real_terraform_failure_is_one_line_with_its_errors(tmp_path, monkeypatch):
+@pytest.mark.reliability("fault", "terraform init on a configuration with an unclosed block")
+def test_a_real_terraform_failure_is_one_line_with_its_errors(tmp_path, monkeypatch, record_property):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "main.tf").write_text('resource "x" {\n')
@@ -97,6 +102,7 @@ def test_a_real_terraform_failure_is_one_line_with_its_errors(tmp_path, monkeypa
         terraform.init(ws, {})
 
     message = str(caught.value)
+    record_property("outcome", f"{type(caught.value).__name__} (exit {caught.value.exit_code}): {message}")
     assert message.startswith("terraform init failed: ")
     assert 'Unclosed configuration block (on main.tf line 1, in resource "x")' in message
     assert "\n" not in message
@@ -151,6 +157,22 @@ def test_resource_changes_name_each_action_and_what_forces_a_replacement():
         ("module.network.aws_vpc.this", "replace"),
     ]
     assert changes[-1].replaced_by == (("cidr_block", "10.20.0.0/16", "10.30.0.0/16"),)
+    assert not changes[-1].tainted
+
+
+def test_a_subnet_left_tainted_by_a_stopped_apply_is_replaced_without_force():
+    subnet = {
+        "address": 'module.network.aws_subnet.private["us-east-1a"]',
+        "type": "aws_subnet",
+        "mode": "managed",
+        "action_reason": "replace_because_tainted",
+        "change": {"actions": ["delete", "create"], "before": {"id": "subnet-1"}, "after": {}},
+    }
+
+    (change,) = terraform.resource_changes({"resource_changes": [subnet]})
+
+    assert (change.action, change.tainted) == ("replace", True)
+    assert network._network_losses((change,)) == ()
 
 
 PLANTED = "planted-sensitive-value-7f3a9c"

@@ -1,0 +1,171 @@
+"""A run stopped mid-apply, by Ctrl-C or by SIGKILL to its process group, and the runs after it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pytest_bdd import parsers, scenario, then, when
+
+from features.conftest import STATE_BUCKET, World, ec2, s3, spec_path
+from pipeline import journal
+from pipeline.errors import EXIT_BLOCKED, EXIT_INTERRUPTED
+
+
+@pytest.mark.reliability("fault", "Ctrl-C (SIGINT to the process group) while terraform apply runs")
+@scenario("faults.feature", "Ctrl-C during apply saves the state, and the next runs finish the cluster")
+def test_ctrl_c_during_apply() -> None:
+    """Bound by name to carry the reliability marker; its steps are below."""
+
+
+@pytest.mark.reliability("fault", "SIGKILL to the pipeline's process group while terraform apply runs")
+@scenario("faults.feature", "A run killed during apply is finished by the next runs")
+def test_killed_during_apply() -> None:
+    """Bound by name to carry the reliability marker; its steps are below."""
+
+
+pytestmark = pytest.mark.slow
+
+VPC_CREATED = re.compile(r"aws_vpc\.this: Creation complete")
+# What a blocked run says to do: the command after "with: ", to the end of the line.
+CLEARED_WITH = re.compile(r"(?:remove them|release it) with: (.+)$", re.MULTILINE)
+
+
+def _stop_once_vpc_exists(world: World, name: str, sig: signal.Signals) -> subprocess.CompletedProcess[str]:
+    """Run new-cluster in its own process group, as a terminal would, and signal the group mid-apply."""
+    argv = [sys.executable, "-m", "pipeline", "new-cluster", name, "--spec", str(spec_path(world, name)), "--verbose"]
+    child = subprocess.Popen(
+        argv,
+        cwd=world.workdir,
+        env=world.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert child.stderr is not None and child.stdout is not None
+    seen: list[str] = []
+    for line in child.stderr:
+        seen.append(line)
+        if VPC_CREATED.search(line):
+            os.killpg(child.pid, sig)
+            break
+    else:
+        child.wait()
+        pytest.fail(f"the run ended before its VPC was created:\n{''.join(seen[-20:])}")
+    rest, out = child.stderr.read(), child.stdout.read()
+    child.wait(timeout=300)
+    child.stderr.close()
+    child.stdout.close()
+    result = subprocess.CompletedProcess(argv, child.returncode, out, "".join(seen) + rest)
+    world.last = result
+    world.history.append(result)
+    return result
+
+
+@when(parsers.parse('I press Ctrl-C on new-cluster "{name}" once Terraform has created its VPC'))
+def ctrl_c(world: World, name: str) -> None:
+    _stop_once_vpc_exists(world, name, signal.SIGINT)
+
+
+@when(parsers.parse('new-cluster "{name}" is killed with its process group once Terraform has created its VPC'))
+def killed(world: World, name: str) -> None:
+    result = _stop_once_vpc_exists(world, name, signal.SIGKILL)
+    assert result.returncode == -signal.SIGKILL
+
+
+@then("the run stops with exit code 130 and says it was interrupted")
+def interrupted(world: World) -> None:
+    assert world.last is not None
+    assert world.last.returncode == EXIT_INTERRUPTED, world.last.stderr[-2000:]
+    assert "error: interrupted" in world.last.stderr
+    assert "Traceback" not in world.last.stderr
+
+
+@then(parsers.parse('the state of "{name}" holds the VPC and no lock is left'))
+def state_saved(world: World, name: str) -> None:
+    bucket = s3(world)
+    state = json.loads(bucket.get_object(Bucket=STATE_BUCKET, Key=f"clusters/{name}/network.tfstate")["Body"].read())
+    vpcs = [r for r in state["resources"] if r["type"] == "aws_vpc"]
+    assert len(vpcs) == 1 and vpcs[0]["instances"], "Terraform did not save the VPC it created"
+    listed = bucket.list_objects_v2(Bucket=STATE_BUCKET, Prefix=f"clusters/{name}/")
+    assert [o["Key"] for o in listed["Contents"]] == [f"clusters/{name}/network.tfstate"]
+
+
+def _last_run(world: World, name: str) -> dict[str, Any]:
+    record = journal.last_run(Path(world.env["PIPELINE_STATE_DIR"]) / "runs", name)
+    assert record is not None
+    return record
+
+
+@then(parsers.parse('the journal says the run of "{name}" was interrupted at stage network'))
+def journal_interrupted(world: World, name: str) -> None:
+    record = _last_run(world, name)
+    assert record["status"] == journal.INTERRUPTED
+    assert "spec" in record["stages"] and "network" not in record["stages"]
+
+
+@then("the first run after the interrupted one said it resumes from stage network")
+def says_resuming(world: World) -> None:
+    stopped = next(i for i, run in enumerate(world.history) if run.returncode in (EXIT_INTERRUPTED, -signal.SIGKILL))
+    after = world.history[stopped + 1].stderr
+    assert re.search(r"resuming from stage network: run \S+ was interrupted at stage network", after), after
+
+
+@when(parsers.parse('I run new-cluster "{name}" until it succeeds, running each command a blocked run names'))
+def until_it_succeeds(world: World, name: str) -> None:
+    world.blocked = []
+    for _ in range(4):
+        result = world.pipeline("new-cluster", name, "--spec", str(spec_path(world, name)))
+        if result.returncode != EXIT_BLOCKED:
+            break
+        error = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
+        world.blocked.append(error)
+        found = CLEARED_WITH.search(error)
+        assert found, error
+        _clear(world, found.group(1))
+    assert world.last is not None
+    assert world.last.returncode == 0, world.last.stderr[-3000:]
+
+
+def _clear(world: World, command: str) -> None:
+    """Run what the blocked run said, as a person at the terminal would (answering Terraform's "yes")."""
+    words = shlex.split(command)
+    env = dict(world.env)
+    while words and "=" in words[0] and not words[0].startswith("-"):
+        key, value = words.pop(0).split("=", 1)
+        env[key] = value
+    if words[:3] == ["python", "-m", "pipeline"]:
+        words[0] = sys.executable
+    done = subprocess.run(words, cwd=world.workdir, env=env, input="yes\n", capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@then("every blocked run named what blocks it and one command that clears it")
+def blocked_runs_named_causes(world: World, record_property) -> None:
+    causes = ["orphans" if "remove-orphans" in e else "lock" if "force-unlock" in e else e for e in world.blocked]
+    assert set(causes) <= {"orphans", "lock"}, world.blocked
+    assert len(causes) == len(set(causes)), "a cleared blocker came back"
+    stopped = world.history[0].returncode
+    record_property(
+        "outcome",
+        f"stopped run exit {stopped}; next runs blocked by {causes or 'nothing'}, each cleared by the command "
+        "it named; then exit 0 with one VPC",
+    )
+
+
+@then(parsers.parse('the account holds exactly one VPC for "{name}", the one its manifests name'))
+def one_vpc(world: World, name: str) -> None:
+    tagged = ec2(world).describe_vpcs(Filters=[{"Name": "tag:fleet-pipeline/cluster", "Values": [name]}])["Vpcs"]
+    docs = yaml.safe_load_all(world.git("show", f"cluster/{name}:clusters/{name}/awscluster.yaml"))
+    named = next(d for d in docs if d and d["kind"] == "AWSCluster")["spec"]["network"]["vpc"]["id"]
+    assert [v["VpcId"] for v in tagged] == [named]
