@@ -39,7 +39,7 @@ _CONFIG = Config(
     read_timeout=READ_TIMEOUT,
 )
 # The codes botocore's standard mode retries as throttling (botocore.retries.standard), and HTTP 429.
-_THROTTLING = frozenset(
+THROTTLING_CODES = frozenset(
     {
         "Throttling",
         "ThrottlingException",
@@ -58,7 +58,7 @@ _THROTTLING = frozenset(
     }
 )
 _THROTTLED_STATUS = 429
-_CONTINUES = "the next run continues from where this one stopped"
+CONTINUES = "the next run continues from where this one stopped"
 _MISSING_BUCKET = ("404", "NoSuchBucket", "NotFound")
 
 
@@ -276,19 +276,19 @@ def _translated(call: str, resource: str, fix: str) -> Iterator[None]:
         message = e.response.get("Error", {}).get("Message") or str(e)
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         tried = f"{_tries(attempts.count)} at {attempts.endpoint}"
-        if code in _THROTTLING or status == _THROTTLED_STATUS:
+        if code in THROTTLING_CODES or status == _THROTTLED_STATUS:
             raise AwsThrottled(
-                f"{call} on {resource} failed: throttled ({code}: {message}) {tried}; wait and run again; {_CONTINUES}"
+                f"{call} on {resource} failed: throttled ({code}: {message}) {tried}; wait and run again; {CONTINUES}"
             ) from None
         if status >= 500:
             raise AwsUnavailable(
-                f"{call} on {resource} failed: {code}: {message} {tried}; wait and run again; {_CONTINUES}"
+                f"{call} on {resource} failed: {code}: {message} {tried}; wait and run again; {CONTINUES}"
             ) from None
         raise AwsError(f"{call} on {resource} failed: {code}: {message}; {fix}") from None
     except (EndpointUnreachable, HTTPClientError) as e:
         raise AwsUnavailable(
             f"{call} on {resource} failed: no answer {_tries(attempts.count)} at {attempts.endpoint} ({e}); "
-            f"check the network and the endpoint, then run again; {_CONTINUES}"
+            f"check the network and the endpoint, then run again; {CONTINUES}"
         ) from None
     except BotoCoreError as e:
         raise AwsError(f"{call} on {resource} failed: {e}; check the network and the endpoint") from None

@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 
 from python_terraform import IsFlagged, Terraform
 
-from pipeline import process, redact
+from pipeline import aws, process, redact
 from pipeline.config import Settings
-from pipeline.errors import PipelineError, StateLocked, TerraformError
+from pipeline.errors import AwsThrottled, AwsUnavailable, PipelineError, StateLocked, TerraformError
 from pipeline.model import PlanSummary
 
 LineSink = Callable[[str], None]
@@ -34,6 +34,10 @@ _PLAN_FILE = "network.tfplan"
 # Fail at once on a held lock: waiting hides a dead run's lock, reporting it gets it released.
 LOCK_TIMEOUT = "0s"
 _LOCK_ID = re.compile(r"^\s*ID:\s*(\S+)", re.MULTILINE)
+# The AWS provider's words when its bounded retries ran out (aws-sdk-go-v2, provider 5.x).
+_GAVE_UP = re.compile(r"exceeded maximum number of attempts, (\d+)")
+_OPERATION = re.compile(r"operation error ([\w ]+: \w+)")
+_API_ERROR = re.compile(r"api error (\w+):")
 _LOCK_WHO = re.compile(r"^\s*Who:\s*(.+)$", re.MULTILINE)
 # Terraform's plan actions in the words its summary line uses; either order of a replacement.
 _ACTIONS = {
@@ -363,7 +367,27 @@ def failure(argv: list[str], output: str, ws: Workspace) -> PipelineError:
             f"{command}: the Terraform state is locked{holder} (lock {lock_id.group(1)}); "
             f"if no other run is in progress, release it with: {release}"
         )
+    gave_up = _GAVE_UP.search(output)
+    if gave_up is not None:
+        return _aws_gave_up(command, output, gave_up.group(1))
     return TerraformError(f"{command} failed: {error_lines(output) or 'no error message'}")
+
+
+def _aws_gave_up(command: str, output: str, attempts: str) -> PipelineError:
+    """The provider's bounded retries ran out: throttling (exit 3, run again later) or no answer."""
+    operation = _OPERATION.search(output)
+    call = operation.group(1) if operation else "an AWS call"
+    api = _API_ERROR.search(output)
+    if api is not None and api.group(1) in aws.THROTTLING_CODES:
+        return AwsThrottled(
+            f"{command}: AWS throttled {call} after {attempts} attempts ({api.group(1)}); "
+            f"wait and run again; {aws.CONTINUES}"
+        )
+    why = f"{api.group(1)}" if api is not None else "no answer"
+    return AwsUnavailable(
+        f"{command}: {call} failed after {attempts} attempts ({why}); "
+        f"check the network and the AWS endpoint, then run again; {aws.CONTINUES}"
+    )
 
 
 def error_lines(output: str) -> str:

@@ -7,6 +7,7 @@ else to moto. It counts every request, so each test sees how many tries the pipe
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import os
 import re
@@ -22,12 +23,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline import aws
+from pipeline import aws, config, local_endpoint, network
 from pipeline.config import Settings
 from pipeline.errors import EXIT_BLOCKED, EXIT_FAILED, AwsThrottled, AwsUnavailable
-from pipeline.model import AwsAccess
+from pipeline.model import AwsAccess, BastionSpec
 from pipeline.signing import Signer
 from tests.fixtures import fleet_refs, free_port
+from tests.fixtures_render import sample_spec
 
 CREDENTIALS = (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"))
 CONTINUES = "the next run continues from where this one stopped"
@@ -84,12 +86,14 @@ class FaultProxy(ThreadingHTTPServer):
         self.fault = THROTTLING
         self.fail_next = 0  # fail this many more signed requests
         self.fail_all = False  # fail every signed request while set
+        self.action: bytes | None = None  # only requests of this API action fail (EC2's Action=...)
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
 
-    def fail(self, fault: Fault, *, first: int = 0, always: bool = False) -> None:
+    def fail(self, fault: Fault, *, first: int = 0, always: bool = False, action: str | None = None) -> None:
         with self.lock:
             self.fault, self.fail_next, self.fail_all = fault, first, always
+            self.action = None if action is None else f"Action={action}&".encode()
 
     def heal(self) -> None:
         self.fail(self.fault)
@@ -98,9 +102,9 @@ class FaultProxy(ThreadingHTTPServer):
         with self.lock:
             return [s for s in self.seen if s.service and service in (None, s.service)]
 
-    def failing(self, service: str) -> tuple[int, bytes] | None:
+    def failing(self, service: str, body: bytes) -> tuple[int, bytes] | None:
         with self.lock:
-            if not service:
+            if not service or (self.action is not None and self.action not in body):
                 return None
             if self.fail_all:
                 return self.fault.answer(service)
@@ -124,7 +128,7 @@ class _Forward(BaseHTTPRequestHandler):
         scope = _SCOPE.search(self.headers.get("Authorization", ""))
         service = scope.group(1) if scope else ""
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        failed = self.server.failing(service)
+        failed = self.server.failing(service, body)
         if failed is not None:
             status, answer = failed
             headers = [("Content-Type", "text/xml"), ("Content-Length", str(len(answer)))]
@@ -332,3 +336,32 @@ def test_new_cluster_against_a_throttling_endpoint_exits_blocked_in_one_line(
         f"exit {result.returncode} in {took:.1f}s, {aws.MAX_ATTEMPTS} sts attempts counted at the proxy, "
         f"{errors[0][:60]}...; fleet: no branch or commit, only the CIDR claim {claims[0]}, reused by a re-run",
     )
+
+
+@pytest.mark.slow
+@pytest.mark.reliability("fault", "AWS throttles EC2 CreateVpc in the middle of terraform apply, then recovers")
+def test_throttling_mid_apply_is_one_blocked_error_and_the_next_run_finishes(
+    proxy, tmp_path, monkeypatch, record_property
+):
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("PIPELINE_AWS_ENDPOINT", proxy.url)
+    settings = config.load_settings(os.environ, tmp_path)
+    access = local_endpoint.ensure(settings, "us-east-1")
+    spec = sample_spec(f"thr-{os.getpid()}", cidr="10.44.0.0/16", bastion=BastionSpec(False, (), "t3.micro"))
+    spec = dataclasses.replace(spec, network=dataclasses.replace(spec.network, zones=1, endpoints=("s3",)))
+    proxy.fail(THROTTLING, always=True, action="CreateVpc")
+
+    with pytest.raises(AwsThrottled) as caught:
+        network.provision(spec, access, settings)
+
+    message = str(caught.value)
+    tries = sum(1 for s in proxy.signed("ec2") if s.status == 503)
+    assert message.startswith("terraform apply: AWS throttled EC2: CreateVpc after 5 attempts (RequestLimitExceeded)")
+    assert message.endswith(AGAIN)
+    assert tries == 5
+    assert caught.value.exit_code == EXIT_BLOCKED
+
+    proxy.fail(THROTTLING)  # the rate frees up
+    result = network.provision(spec, access, settings)
+    assert aws.tagged_resources(access, spec.name)["aws_vpc"] == (result.outputs.vpc_id,)
+    record_property("outcome", f"{message[:110]}… ({tries} CreateVpc tries at the proxy); the next run built one VPC")

@@ -214,3 +214,32 @@ def test_a_sensitive_output_the_manifests_are_made_from_is_refused():
     values = {"region": "us-east-1", "vpc_id": "vpc-1", "vpc_cidr": "10.0.0.0/16"}
     with pytest.raises(TerraformError, match=r"marks output subnets sensitive.*never reaches the fleet repo"):
         network.network_outputs(terraform.Outputs(values, frozenset({"subnets"})))
+
+
+@pytest.mark.parametrize(
+    ("output", "error", "head"),
+    [
+        (
+            "Error: operation error EC2: DescribeAvailabilityZones, exceeded maximum number of attempts, 5, "
+            "https response error StatusCode: 503, RequestID: x, api error ServiceUnavailable: Service is unavailable",
+            "AwsUnavailable",
+            "terraform plan: EC2: DescribeAvailabilityZones failed after 5 attempts (ServiceUnavailable); ",
+        ),
+        (
+            "Error: operation error EC2: CreateVpc, exceeded maximum number of attempts, 5, https response error "
+            'StatusCode: 0, RequestID: , request send failed, Post "http://127.0.0.1:9/": dial tcp: connection refused',
+            "AwsUnavailable",
+            "terraform plan: EC2: CreateVpc failed after 5 attempts (no answer); check the network",
+        ),
+    ],
+    ids=["5xx", "refused"],
+)
+def test_the_providers_spent_retries_are_one_line_naming_the_call(tmp_path, monkeypatch, output, error, head):
+    """Verbatim from provider 5.100.0 against an endpoint that keeps failing; throttling is tested live."""
+    ws = terraform.workspace(_settings(tmp_path, monkeypatch), "demo", "cluster")
+
+    found = terraform.failure(["terraform", "plan"], output, ws)
+
+    assert type(found).__name__ == error
+    assert str(found).startswith(head)
+    assert str(found).endswith("the next run continues from where this one stopped")
