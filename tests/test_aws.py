@@ -13,7 +13,6 @@ from pipeline.model import AwsAccess
 from tests.fixtures import free_port
 
 CREDENTIALS = (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"))
-CREDENTIALS_KW = (("aws_access_key_id", "testing"), ("aws_secret_access_key", "testing"))
 
 
 @pytest.fixture
@@ -97,7 +96,13 @@ def _network_of(ec2: Any, cluster: str, cidr: str) -> dict[str, str]:
 
 
 def test_a_clusters_tagged_resources_are_found_and_deleted_and_no_other_clusters(access, moto_endpoint):
-    ec2 = boto3.client("ec2", endpoint_url=moto_endpoint, region_name="eu-west-1", **dict(CREDENTIALS_KW))
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=moto_endpoint,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     mine = f"orph-{uuid.uuid4().hex[:8]}"
     other = f"keep-{uuid.uuid4().hex[:8]}"
     built = _network_of(ec2, mine, "10.61.0.0/16")
