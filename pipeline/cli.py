@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -44,6 +45,7 @@ _EXAMPLES = {
     "status": "example: python -m pipeline status demo",
     "remove-orphans": "example: python -m pipeline remove-orphans demo --spec clusters/demo.yaml",
 }
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 JSON_HELP = "print one JSON object on stdout at the end, also on failure; progress stays on stderr"
 
 
@@ -163,10 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         reporter.failed("interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # an unexpected failure is ours, not the user's: keep the traceback
-        log = _write_crash_log(traceback.format_exc(), state_dir(env, Path.cwd()))
-        reporter.failed(f"unexpected {type(exc).__name__}: {exc} (traceback in {log})", EXIT_FAILED)
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM:
+            return _crashed(exc, env, reporter)
+        # A full disk is the machine's state, not a defect: say where, and that a re-run picks up.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        reporter.failed(f"{exc.strerror}{where}: free disk space and run again; the next run resumes", EXIT_FAILED)
         return EXIT_FAILED
+    except Exception as exc:  # an unexpected failure is ours, not the user's: keep the traceback
+        return _crashed(exc, env, reporter)
 
 
 def use_color(stream: TextIO, env: Mapping[str, str]) -> bool:
@@ -198,6 +205,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
     if args.command == "schemas":
         return schemas.run(args.action, settings)
     return local.run(args.action, settings, reporter)
+
+
+def _crashed(exc: Exception, env: Mapping[str, str], reporter: Reporter) -> int:
+    log = _write_crash_log(traceback.format_exc(), state_dir(env, Path.cwd()))
+    reporter.failed(f"unexpected {type(exc).__name__}: {exc} (traceback in {log})", EXIT_FAILED)
+    return EXIT_FAILED
 
 
 def _write_crash_log(text: str, where: Path) -> Path:

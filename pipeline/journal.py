@@ -77,8 +77,12 @@ class Journal:
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def last_run(journal_dir: Path, cluster: str) -> dict[str, Any] | None:

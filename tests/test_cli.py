@@ -217,3 +217,36 @@ def test_approve_without_a_fleet_says_what_to_do(tmp_path: Path, record_property
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) <= 3
     assert "Traceback" not in result.stderr
+
+
+# The CLI in a child whose files may not grow past a few bytes, as on a full disk; Python
+# already ignores SIGXFSZ, so a write fails with EFBIG instead of killing the process.
+_FULL_DISK = (
+    "import resource, sys\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))\n"
+    "from pipeline.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.reliability("fault", "the disk fills up as new-cluster starts writing its run journal")
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path: Path, record_property):
+    state = tmp_path / ".pipeline"
+    result = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, "new-cluster", "demo"],
+        cwd=tmp_path,
+        env={**os.environ, "PIPELINE_STATE_DIR": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: File too large: free disk space and run again; the next run resumes"
+    )
+    assert "Traceback" not in result.stderr and not (state / "crash.log").exists()
+    assert not list((state / "runs").glob("*.tmp"))
+    assert not (tmp_path / "fleet.git").exists()
+    record_property("outcome", f"{observed(result)}; no partial journal file, no fleet, no crash log")
