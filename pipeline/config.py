@@ -12,6 +12,7 @@ from pipeline.model import Target
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FLEET = "fleet.git"
 DEFAULT_STATE_DIR = ".pipeline"
+PASSPHRASE_ENV = "PIPELINE_GPG_PASSPHRASE"  # noqa: S105 - the name of the variable, not a value
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Settings:
     aws_endpoint: str | None  # an already running AWS-compatible endpoint (local target)
     state_bucket: str | None  # Terraform state bucket; derived from the account when None
     signing_key: str | None  # fingerprint of the key that signs fleet commits (aws target)
+    signing_passphrase: str | None = field(repr=False)  # that key's passphrase, when it has one
     provider_mirror: Path | None  # a Terraform provider filesystem mirror, configured explicitly
     plugin_cache: Path  # shared by every cluster's Terraform work dir
     github: GitHubSettings
@@ -90,6 +92,7 @@ def load_settings(
         aws_endpoint=env.get("PIPELINE_AWS_ENDPOINT") or None,
         state_bucket=env.get("PIPELINE_STATE_BUCKET") or None,
         signing_key=env.get("PIPELINE_SIGNING_KEY") or None,
+        signing_passphrase=env.get(PASSPHRASE_ENV) or None,
         provider_mirror=(cwd / mirror).resolve() if mirror else None,
         plugin_cache=(cwd / plugin_cache).resolve(),
         github=GitHubSettings(

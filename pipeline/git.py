@@ -306,11 +306,11 @@ def unclaim(checkout: Checkout, namespace: str, key: str) -> None:
 def _signed(checkout: Checkout, args: Sequence[str], signer: signing.Signer) -> None:
     identity = _identity()
     branch = checkout.repo.head.reference.name
-    with signing.gpg_env(signer.gnupg_home) as env:
+    with signing.gpg_env(signer.gnupg_home) as env, signing.gpg_program(signer) as (program, program_env):
         try:
             checkout.repo.git.execute(
-                ["git", args[0], f"-S{signer.fingerprint}", *args[1:]],
-                env={**identity, **env},
+                ["git", "-c", f"gpg.program={program}", args[0], f"-S{signer.fingerprint}", *args[1:]],
+                env={**identity, **env, **program_env},
             )
         except gitpython.GitCommandError as failed:
             output = f"{failed.stdout}\n{failed.stderr}"
@@ -318,6 +318,7 @@ def _signed(checkout: Checkout, args: Sequence[str], signer: signing.Signer) -> 
                 raise SigningError(
                     f"cannot sign a commit on {branch} with key {signer.fingerprint}: {_reason(failed, 'error: ')}; "
                     f"check that the key's secret part is available ('{_list_secret_keys(signer)}')"
+                    + ("" if signer.local_only or signer.passphrase else ", and PIPELINE_GPG_PASSPHRASE if it has one")
                 ) from failed
             if "CONFLICT" in output:
                 raise GitConflict(

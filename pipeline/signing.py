@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import fcntl
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import process
-from pipeline.config import Settings
+from pipeline.config import PASSPHRASE_ENV, Settings
 from pipeline.errors import CommandFailed, SigningError
 
 LOCAL_KEY_UID = "Fleet pipeline (LOCAL ONLY, not for production) <pipeline@local.invalid>"
@@ -26,6 +27,7 @@ class Signer:
     fingerprint: str  # of the primary key, 40 hex digits
     gnupg_home: Path | None  # None: the user's own GnuPG home and agent
     local_only: bool
+    passphrase: str | None = field(default=None, repr=False, compare=False)  # handed to gpg, never on argv
 
 
 @contextmanager
@@ -122,7 +124,36 @@ def signer_for(settings: Settings) -> Signer:
             f"PIPELINE_SIGNING_KEY '{settings.signing_key}' {problem} in your GnuPG keyring; "
             "set it to a full fingerprint from 'gpg --list-secret-keys'"
         )
-    return Signer(found[0], None, local_only=False)
+    return Signer(found[0], None, local_only=False, passphrase=settings.signing_passphrase)
+
+
+# git runs gpg.program without a shell or arguments: this stand-in adds loopback pinentry and
+# hands gpg the passphrase through a pipe, so it is on no command line and in no file.
+_LOOPBACK = """\
+import os, sys
+read, write = os.pipe()
+os.write(write, os.environ.pop("{env}").encode() + b"\\n")
+os.close(write)
+os.set_inheritable(read, True)
+gpg = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", str(read)]
+os.execvp("gpg", gpg + sys.argv[1:])
+"""
+
+
+@contextmanager
+def gpg_program(signer: Signer) -> Iterator[tuple[str, dict[str, str]]]:
+    """The gpg.program for git to sign with, and the environment it needs."""
+    if signer.passphrase is None:
+        yield "gpg", {}
+        return
+    folder = Path(tempfile.mkdtemp(prefix="fleet-gpg-"))
+    try:
+        program = folder / "gpg-loopback"
+        program.write_text(f"#!{sys.executable}\n" + _LOOPBACK.format(env=PASSPHRASE_ENV))
+        program.chmod(0o700)
+        yield str(program), {PASSPHRASE_ENV: signer.passphrase}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def export_public(signer: Signer) -> str:

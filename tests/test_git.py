@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -145,3 +150,60 @@ def test_a_push_losing_the_remote_ref_lock_is_rejected_as_moved(remote: Path, si
         _commit_on_main(checkout, "one", signer)
         with pytest.raises(PushRejected, match="it moved while this run worked"):
             git.push(checkout, "main")
+
+
+PASSPHRASE = "planted-passphrase-2d4c6e8a"
+GENERATE = ("--quick-gen-key", "Protected <protected@example.invalid>", "ed25519", "sign", "never")
+LIST = ("gpg", "--batch", "--with-colons", "--list-secret-keys")
+
+
+@pytest.fixture
+def protected() -> Iterator[signing.Signer]:
+    """A signing key that needs PASSPHRASE, in its own short GnuPG home; its agent stopped after."""
+    home = Path(tempfile.mkdtemp(prefix="gpp", dir="/tmp"))
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    try:
+        subprocess.run(
+            [*("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", PASSPHRASE), *GENERATE],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        listing = subprocess.run(
+            ["gpg", "--batch", "--with-colons", "--list-secret-keys"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+        yield signing.Signer(fingerprint, home, local_only=False, passphrase=PASSPHRASE)
+    finally:
+        subprocess.run(["gpgconf", "--kill", "all"], env=env, check=False, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.reliability("secret", "a signing key with a passphrase, given in PIPELINE_GPG_PASSPHRASE")
+def test_a_key_with_a_passphrase_signs_and_the_passphrase_goes_nowhere(
+    remote: Path, protected: signing.Signer, record_property
+) -> None:
+    with git.clone(str(remote)) as checkout:
+        # Without it first: once gpg-agent has the passphrase, it may keep it for a while.
+        with pytest.raises(SigningError, match="and PIPELINE_GPG_PASSPHRASE if it has one") as caught:
+            _commit_on_main(checkout, "no passphrase", dataclasses.replace(protected, passphrase=None))
+        commit = _commit_on_main(checkout, "signed with a passphrase", protected)
+        git.push(checkout, "main")
+        signed_by = signing.verify_commit(checkout.path, commit, [signing.export_public(protected)])
+
+    assert signed_by == protected.fingerprint
+    history = subprocess.run(
+        ["git", "--git-dir", str(remote), "cat-file", "--batch-all-objects", "--batch"], capture_output=True, check=True
+    ).stdout
+    assert PASSPHRASE.encode() not in history
+    assert PASSPHRASE not in str(caught.value) and PASSPHRASE not in repr(protected)
+    assert not list(Path(tempfile.gettempdir()).glob("fleet-gpg-*/gpg-loopback"))
+    record_property(
+        "outcome",
+        f"commit {commit[:12]} verified as signed by {signed_by[:16]}…; without the passphrase: "
+        f"{type(caught.value).__name__}; passphrase in no object, message, repr or leftover file",
+    )
