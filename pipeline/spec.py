@@ -45,13 +45,17 @@ MAX_USER_TAGS = 40
 FLEET_POOL = ipaddress.IPv4Network("10.0.0.0/8")
 DEFAULT_PREFIX = 16
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# `\Z`, not `$`: `$` also matches before a final newline, so "us-east-1\n" would pass.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 # Terraform names the cluster's AWS resources after it: a letter first, at least two characters.
-_CLUSTER_NAME = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
-_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.(nano|micro|small|medium|large|metal|\d*xlarge)(-\d+xl)?$")
-_K8S_VERSION = re.compile(r"^v1\.(\d+)\.(\d+)$")
-_OPEN = ("0.0.0.0/0", "::/0")
+_CLUSTER_NAME = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]\Z")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d\Z")
+_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.(nano|micro|small|medium|large|metal|\d*xlarge)(-\d+xl)?\Z")
+_INT32_MAX = 2**31 - 1  # replicas are int32 in the Cluster API types
+_KEY_NAME_MAX = 255  # EC2 key pair names: ASCII, 255 at most
+_K8S_VERSION = re.compile(r"^v1\.(\d+)\.(\d+)\Z")
+# What a YAML stream may carry (YAML 1.1, 5.1); kubectl kustomize refuses manifests holding anything else.
+_NOT_YAML_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 _FIELDS: dict[str, tuple[str, ...]] = {
     "": (
@@ -127,25 +131,38 @@ def read(text: str, path: str) -> SpecSource:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise SpecError("(file)", f"{path} is not valid YAML", "fix the YAML syntax", line) from None
+    except RecursionError:
+        raise SpecError("(file)", f"{path} nests too deeply", "flatten the YAML") from None
+    except (ValueError, LookupError, AttributeError, TypeError, OverflowError):
+        # PyYAML's constructors raise these for a value their tag cannot hold: `!!int abc`,
+        # `!!bool maybe`, a date like 2020-13-45, a number of more than 4300 digits.
+        raise SpecError(
+            "(file)", f"{path} holds a value YAML cannot load", "check explicit !!tags, dates and long numbers"
+        ) from None
     if not isinstance(data, dict):
         raise SpecError("(file)", f"{path} must be a YAML mapping", "start from the example in the README")
     lines: dict[str, int] = {}
     if root is not None:
-        _record_lines(root, "", lines)
+        _record_lines(root, "", lines, set())
     return SpecSource(data, lines, path)
 
 
-def _record_lines(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
+def _record_lines(node: yaml.Node, prefix: str, lines: dict[str, int], seen: set[int]) -> None:
+    # An alias is the node it names: walking it again would loop on `&a [*a]` and take
+    # exponential time on nested aliases (a "billion laughs").
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             path = f"{prefix}.{key.value}" if prefix else str(key.value)
             lines[path] = key.start_mark.line + 1
-            _record_lines(value, path, lines)
+            _record_lines(value, path, lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             path = f"{prefix}[{index}]"
             lines[path] = item.start_mark.line + 1
-            _record_lines(item, path, lines)
+            _record_lines(item, path, lines, seen)
 
 
 def parse(
@@ -205,6 +222,8 @@ class _Parser:
             raise self.fail(field, "is required", f"add '{key}:' to the spec")
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(field, f"must be a whole number, got {_kind(value)}", "write a number like 3")
+        if value > _INT32_MAX:
+            raise self.fail(field, f"{value} is more than Cluster API's fields hold", f"use at most {_INT32_MAX}")
         return value
 
     def strings(self, data: Mapping[str, Any], key: str, field: str, default: Sequence[str]) -> list[str]:
@@ -245,9 +264,16 @@ class _Parser:
             bastion=self.bastion(data),
             control_plane=self.control_plane(data),
             workers=self.workers(data),
-            ssh_key_name=self.string(data, "sshKeyName", "sshKeyName", default=""),
+            ssh_key_name=self.key_name(data),
             tags=self.tags(data),
         )
+
+    def printable(self, value: str, field: str) -> str:
+        bad = _NOT_YAML_PRINTABLE.search(value)
+        if bad is not None:
+            code = f"U+{ord(bad.group()):04X}"
+            raise self.fail(field, f"holds the character {code}, which YAML cannot carry", "remove it")
+        return value
 
     def dns_label(self, value: str, field: str, limit: int) -> None:
         if not _DNS_LABEL.match(value):
@@ -330,20 +356,42 @@ class _Parser:
         if not isinstance(allow_open, bool):
             raise self.fail("bastion.allowOpenSSH", f"must be true or false, got {_kind(allow_open)}", "write false")
         cidrs = self.strings(bastion, "allowedCIDRs", "bastion.allowedCIDRs", default=())
+        canonical: set[str] = set()
         for index, text in enumerate(cidrs):
             field = f"bastion.allowedCIDRs[{index}]"
             try:
-                ipaddress.ip_network(text)
+                network = ipaddress.ip_network(text)
             except ValueError:
                 raise self.fail(field, f"'{text}' is not a CIDR block", "write it as 203.0.113.0/24") from None
-            if text in _OPEN and not allow_open:
+            # By prefix, not spelling: 0.0.0.0/0.0.0.0 and 0::/0 open SSH as much as 0.0.0.0/0 does.
+            if network.prefixlen == 0 and not allow_open:
                 raise self.fail(
                     field,
                     f"{text} opens SSH to the whole internet",
                     "list your own CIDRs, or set bastion.allowOpenSSH: true to accept that",
                 )
+            if network.version == 6:
+                raise self.fail(field, f"{text} is IPv6; the bastion is reached over IPv4", "list IPv4 CIDRs")
+            canonical.add(str(network))
+        whole = ipaddress.IPv4Network("0.0.0.0/0")
+        if not allow_open and whole in ipaddress.collapse_addresses(ipaddress.IPv4Network(c) for c in canonical):
+            raise self.fail(
+                "bastion.allowedCIDRs",
+                "together these blocks open SSH to the whole internet",
+                "list your own CIDRs, or set bastion.allowOpenSSH: true to accept that",
+            )
         instance_type = self.instance_type(bastion, "bastion.instanceType", "t3.micro")
-        return BastionSpec(enabled=enabled, allowed_cidrs=tuple(sorted(set(cidrs))), instance_type=instance_type)
+        return BastionSpec(enabled=enabled, allowed_cidrs=tuple(sorted(canonical)), instance_type=instance_type)
+
+    def key_name(self, data: Mapping[str, Any]) -> str:
+        name = self.printable(self.string(data, "sshKeyName", "sshKeyName", default=""), "sshKeyName")
+        if not name.isascii() or len(name) > _KEY_NAME_MAX:
+            raise self.fail(
+                "sshKeyName",
+                "is not an EC2 key pair name",
+                f"use the name of a key pair: {_KEY_NAME_MAX} ASCII at most",
+            )
+        return name
 
     def instance_type(self, data: Mapping[str, Any], field: str, default: str | None = None) -> str:
         value = self.string(data, "instanceType", field, default=default)
@@ -401,7 +449,7 @@ class _Parser:
             text = str(value)
             if len(text) > 256:
                 raise self.fail(field, "tag values must be at most 256 characters", "shorten the value")
-            result.append((key, text))
+            result.append((self.printable(key, field), self.printable(text, field)))
         return tuple(sorted(result))
 
 
