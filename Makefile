@@ -30,7 +30,7 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -n auto --reliability-report=build/reliability.json
+	$(BIN)/pytest -n auto --dist worksteal --reliability-report=build/reliability.json
 	$(BIN)/python scripts/reliability_report.py build/reliability.json docs/RELIABILITY.md
 
 clean:
