@@ -7,7 +7,7 @@ Feature: A run stopped in the middle of terraform apply loses nothing
 
   Scenario: A run killed mid-apply, then one stopped by Ctrl-C: the next runs finish the cluster
     Given a spec for "stray" with 0 replicas in pool "default"
-    When new-cluster "stray" is killed with its process group once Terraform has created its VPC
+    When new-cluster "stray" is killed with its process group as Terraform creates its VPC
     Then the journal says the run of "stray" was interrupted at stage network
     When I run new-cluster "stray", running each command a blocked run names, and press Ctrl-C once Terraform has created its VPC
     Then the first run after the killed one said it resumes from stage network

@@ -30,11 +30,14 @@ def test_a_killed_and_an_interrupted_apply() -> None:
 pytestmark = pytest.mark.slow
 
 VPC_CREATED = re.compile(r"aws_vpc\.this: Creation complete")
+VPC_CREATING = re.compile(r"aws_vpc\.this: Creating\.\.\.")
 # What a blocked run says to do: the command after "with: ", to the end of the line.
 CLEARED_WITH = re.compile(r"(?:remove them|release it) with: (.+)$", re.MULTILINE)
 
 
-def _stop_once_vpc_exists(world: World, name: str, sig: signal.Signals) -> subprocess.CompletedProcess[str]:
+def _stop_mid_apply(
+    world: World, name: str, sig: signal.Signals, when: re.Pattern[str] = VPC_CREATED
+) -> subprocess.CompletedProcess[str]:
     """Run new-cluster in its own process group, as a terminal would, and signal the group mid-apply.
 
     A run that ends before Terraform creates the VPC (a blocked one) is returned as it ended.
@@ -53,7 +56,7 @@ def _stop_once_vpc_exists(world: World, name: str, sig: signal.Signals) -> subpr
     seen: list[str] = []
     for line in child.stderr:
         seen.append(line)
-        if VPC_CREATED.search(line):
+        if when.search(line):
             os.killpg(child.pid, sig)
             break
     rest, out = child.stderr.read(), child.stdout.read()
@@ -83,16 +86,16 @@ def _blocker(world: World, result: subprocess.CompletedProcess[str]) -> str:
 )
 def ctrl_c(world: World, name: str) -> None:
     for _ in range(4):
-        result = _stop_once_vpc_exists(world, name, signal.SIGINT)
+        result = _stop_mid_apply(world, name, signal.SIGINT)
         if result.returncode != EXIT_BLOCKED:
             return
         _clear(world, _blocker(world, result))
     pytest.fail(f"still blocked after clearing {world.blocked}")
 
 
-@when(parsers.parse('new-cluster "{name}" is killed with its process group once Terraform has created its VPC'))
+@when(parsers.parse('new-cluster "{name}" is killed with its process group as Terraform creates its VPC'))
 def killed(world: World, name: str) -> None:
-    result = _stop_once_vpc_exists(world, name, signal.SIGKILL)
+    result = _stop_mid_apply(world, name, signal.SIGKILL, VPC_CREATING)
     assert result.returncode == -signal.SIGKILL
 
 

@@ -26,6 +26,7 @@ def new_run_id() -> str:
 
 
 INTERRUPTED = "interrupted"
+_ERROR_SHOWN = 100
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ class Unfinished:
         return found if found is not None and found.get("inputs") == fingerprint else None
 
     def describe(self) -> str:
-        how = "was interrupted" if self.status == INTERRUPTED else f"failed ({self.error})"
+        # The error was shown in full when that run failed; a reminder is enough here.
+        error = self.error if len(self.error) <= _ERROR_SHOWN else self.error[: _ERROR_SHOWN - 1] + "…"
+        how = "was interrupted" if self.status == INTERRUPTED else f"failed ({error})"
         return f"run {self.run} {how} at stage {self.stage}"
 
 

@@ -101,7 +101,7 @@ def test_state_bucket_name_is_derived_and_checked(tmp_path, monkeypatch, moto_en
 
 
 @pytest.mark.slow
-def test_the_network_is_built_rerun_planned_guarded_and_destroyed(tmp_path, monkeypatch, moto_endpoint):
+def test_the_network_is_built_rerun_guarded_and_destroyed(tmp_path, monkeypatch, moto_endpoint):
     settings = _settings(tmp_path, monkeypatch, moto_endpoint)
     access = local_endpoint.ensure(settings, REGION)
     name = _unique("net")
@@ -193,16 +193,8 @@ def test_the_network_is_built_rerun_planned_guarded_and_destroyed(tmp_path, monk
     assert (provider / "linux_amd64").is_symlink()
     assert not (provider / "linux_amd64").resolve().is_relative_to(other.work_dir)
 
-    # A plan that adds an endpoint writes nothing: no state version, no lock, no work-dir file.
     work = settings.terraform_work_dir(name)
     before = _versions(s3, bucket)
-    files_before = sorted(p.relative_to(work) for p in work.rglob("*"))
-    wider = network.plan(_with_network(spec, endpoints=("s3", "sts", "ecr.api")), access, settings)
-    assert wider.summary.add >= 1 and wider.summary.destroy == 0 and wider.replaces_network == ()
-    assert ('module.network.aws_vpc_endpoint.interface["ecr.api"]', "add") in wider.resources
-    assert wider.outputs == first.outputs
-    assert _versions(s3, bucket) == before
-    assert sorted(p.relative_to(work) for p in work.rglob("*")) == files_before
 
     # A changed CIDR would replace the VPC under a running cluster: refused, nothing applied.
     with pytest.raises(BadInput) as refused:
