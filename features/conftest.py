@@ -214,13 +214,6 @@ def write_spec(world: World, name: str, replicas: int, pool: str) -> None:
     spec_path(world, name).write_text(small_spec(name, replicas))
 
 
-@given(parsers.parse('I ran new-cluster "{name}" with that spec'))
-def ran_with_spec(world: World, name: str) -> None:
-    result = world.pipeline("new-cluster", name, "--spec", str(spec_path(world, name)))
-    assert result.returncode == 0, result.stderr
-    world.refs_before = world.refs()
-
-
 @when(parsers.parse('I run new-cluster "{name}" with that spec'))
 def new_cluster_with_spec(world: World, name: str) -> None:
     world.pipeline("new-cluster", name, "--spec", str(spec_path(world, name)))

@@ -25,6 +25,12 @@ def new_cluster_in_actions(world: World, name: str) -> None:
     world.pipeline("new-cluster", name, "--json")
 
 
+@when(parsers.parse('I run new-cluster "{name}" again with the same inputs'))
+def new_cluster_again(world: World, name: str) -> None:
+    world.refs_before = world.refs()
+    world.pipeline("new-cluster", name)
+
+
 @then(parsers.parse('its JSON result, step outputs and job summary name the commit on "{branch}"'))
 def actions_outputs(world: World, branch: str) -> None:
     assert world.last is not None
