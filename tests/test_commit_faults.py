@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -33,6 +34,7 @@ from tests.fixtures import fleet_git, fleet_refs
 TRAILERS = {"Pipeline-Run": "run-faults", "Spec-Fingerprint": "sha256:faults"}
 HOOK_REASON = "fleet policy: pushes are frozen until the release is out"
 FILE_SIZE_LIMIT = 256 * 1024  # bytes any one file may grow to while the disk is "full"
+FINGERPRINT = re.compile(r"\b[0-9A-F]{40}\b")
 BIG_MANIFEST_LINES = 100_000  # "  key: value\n" each: 1.3 MB, far over the limit, yet a few KB as a git object
 
 Operation = Callable[[], CommitResult]
@@ -157,7 +159,7 @@ def nothing_half_written(scene: Scene, was: Before) -> str:
     links = short_links_into(scene.root)
     assert links == []
     return (
-        f"fleet {len(refs.splitlines())} refs and {len(was.fleet)} paths byte-identical, "
+        f"fleet's {len(refs.splitlines())} refs and every file byte-identical, "
         f"state dir {len(was.state)} paths unchanged, {len(left)} left in the temp dir, {len(agents)} gpg-agents left"
     )
 
@@ -182,7 +184,7 @@ def converges(scene: Scene, was: Before, again: Operation) -> str:
     assert {line.split()[0] for line in moved} == {f"refs/heads/{result.branch}"}
     assert os.listdir(scene.temp) == []
     assert agents_stopped(scene.root) == []
-    return f"fault removed, the same call pushed {result.branch} at {result.commit[:12]}, signed and verified"
+    return f"fault removed, the same call pushed {result.branch}, signed and verified"
 
 
 def operation(op: str, scene: Scene) -> Operation:
@@ -197,7 +199,8 @@ def operation(op: str, scene: Scene) -> Operation:
 
 def error_head(kind: str, exit_code: int, message: str, scene: Scene) -> str:
     """The error as observed, its message's head with the test's own tmp_path shortened."""
-    shown = message.replace(str(scene.root), "<tmp_path>")
+    # Paths and fingerprints differ on every run; the report shows the message's words, so it is stable.
+    shown = FINGERPRINT.sub("<fingerprint>", message.replace(str(scene.root), "<tmp_path>"))
     return f"{kind} (exit {exit_code}): {shown[:150]}{'...' if len(shown) > 150 else ''}"
 
 
