@@ -37,6 +37,8 @@ MACHINE_SPECIFIC = (
     (re.compile(r"\b(127\.0\.0\.1|localhost):\d+\b"), r"\1:<port>"),
     # how long something took
     (re.compile(r"\b(after|in|took) \d+(?:\.\d+)?m?s\b"), r"\1 <duration>"),
+    # OpenPGP fingerprints of the keys each test generates
+    (re.compile(r"\b[0-9A-F]{40}\b"), "<fingerprint>"),
 )
 
 
@@ -147,7 +149,7 @@ def render(entries: Sequence[Entry]) -> str:
         '*outcome observed* is the line that test recorded with `record_property("outcome", ...)` while',
         "it ran, *result* is the test's result, and every count is counted from the rows. Temporary",
         "paths are shown as `<tmp>`, the checkout the tests ran in as `<repo>`, loopback ports as",
-        "`<port>` and durations as `<duration>`.",
+        "`<port>`, durations as `<duration>` and the fingerprints of keys the tests generate as `<fingerprint>`.",
         "",
         "Regenerate (`make test` does both):",
         "",

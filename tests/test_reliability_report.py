@@ -24,7 +24,11 @@ def test_bad_number(record_property, request):
         int("x")
     except ValueError as error:
         where = "/tmp/pytest-of-someone/pytest-7/popen-gw1/test_bad_number0/spec.yaml"
-        record_property("outcome", f"{error} in {where} via 127.0.0.1:43123 from {request.config.rootpath}/x.tf")
+        record_property(
+            "outcome",
+            f"{error} in {where} via 127.0.0.1:43123 from {request.config.rootpath}/x.tf"
+            " by 0123456789ABCDEF0123456789ABCDEF01234567",
+        )
 
 
 @pytest.mark.reliability("fault", "a fault whose outcome the test forgot")
@@ -186,9 +190,10 @@ def test_the_markdown_counts_the_rows_flags_the_gap_and_holds_nothing_of_the_mac
         in text
     )
     assert (
-        "`invalid literal for int() with base 10: 'x' in <tmp>/spec.yaml via 127.0.0.1:<port> from <repo>/x.tf`" in text
+        "`invalid literal for int() with base 10: 'x' in <tmp>/spec.yaml via 127.0.0.1:<port> from <repo>/x.tf"
+        " by <fingerprint>`" in text
     )
-    for machine in ("pytest-of-", "43123", str(suite), 'duration":'):
+    for machine in ("pytest-of-", "43123", str(suite), 'duration":', "0123456789ABCDEF"):
         assert machine not in text
 
 
