@@ -7,7 +7,6 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-NatMode = Literal["single", "per-zone"]
 Target = Literal["local", "aws"]
 
 
@@ -18,50 +17,6 @@ class AwsAccess:
     region: str
     endpoint: str | None  # None: AWS's own endpoints
     env: tuple[tuple[str, str], ...]  # credentials for child processes; empty: the ambient chain
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    cidr: str
-    zones: int
-    nat_gateways: NatMode
-    endpoints: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class BastionSpec:
-    enabled: bool
-    allowed_cidrs: tuple[str, ...]
-    instance_type: str
-
-
-@dataclass(frozen=True)
-class ControlPlaneSpec:
-    replicas: int
-    instance_type: str
-
-
-@dataclass(frozen=True)
-class WorkerPool:
-    name: str
-    replicas: int
-    instance_type: str
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    name: str
-    region: str
-    kubernetes_version: str
-    network: NetworkSpec
-    bastion: BastionSpec
-    control_plane: ControlPlaneSpec
-    workers: tuple[WorkerPool, ...]
-    ssh_key_name: str
-    tags: tuple[tuple[str, str], ...]  # sorted by key
-
-    def fingerprint(self) -> str:
-        return fingerprint(asdict(self))
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,8 @@ from typing import Any
 from pipeline import aws, terraform
 from pipeline.config import Settings
 from pipeline.errors import BadInput, OrphanedResources, SpecError, TerraformError
-from pipeline.model import (
-    AwsAccess,
-    Bastion,
-    ClusterSpec,
-    NetworkOutputs,
-    NetworkPlan,
-    NetworkResult,
-    PlanSummary,
-    Subnet,
-)
+from pipeline.model import AwsAccess, Bastion, NetworkOutputs, NetworkPlan, NetworkResult, PlanSummary, Subnet
+from pipeline.spec import ClusterSpec
 
 STACK = "cluster"
 VAR_FILE = "network.tfvars.json"
@@ -316,7 +308,7 @@ def variables(spec: ClusterSpec, zones: tuple[str, ...], access: AwsAccess) -> d
     return {
         "cluster_name": spec.name,
         "region": spec.region,
-        "vpc_cidr": spec.network.cidr,
+        "vpc_cidr": spec.vpc_cidr,
         "zones": list(zones),
         "nat_gateways": spec.network.nat_gateways,
         "endpoints": sorted(spec.network.endpoints),

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline import access, allocation, fleet, network, pr_body, render, spec
+from pipeline import access, allocation, fleet, network, pr_body, render, spec, spec_source
 from pipeline.config import Settings
-from pipeline.model import ClusterSpec, NetworkPlan
+from pipeline.model import NetworkPlan
+from pipeline.spec import ClusterSpec
 
 # Terraform's own marks for each action, so the plan reads like `terraform plan`.
 _MARKS = {"add": "+", "change": "~", "destroy": "-", "replace": "-/+"}
@@ -32,14 +33,14 @@ class ClusterPlan:
 
 
 def plan_cluster(
-    name: str, source: spec.SpecSource, settings: Settings, on_line: Callable[[str], None] | None = None
+    name: str, source: spec_source.SpecSource, settings: Settings, on_line: Callable[[str], None] | None = None
 ) -> ClusterPlan:
     # Everything the inputs alone can tell is checked before any endpoint is reached.
-    spec.parse(source, name)
+    parsed = spec.parse(source, name)
     on_main = fleet.cluster_manifests(settings) if fleet.exists(settings) else ()
-    known = allocation.known_cidrs(settings, name, on_main)
-    cluster = spec.parse(source, name, sorted(known.taken), known.current)
-    planned = network.plan(cluster, access.for_target(settings, cluster.region), settings, on_line)
+    with source.pointing():
+        cluster = allocation.place(parsed, allocation.known_cidrs(settings, name, on_main))
+        planned = network.plan(cluster, access.for_target(settings, cluster.region), settings, on_line)
     if planned.outputs is None:
         return ClusterPlan(cluster, planned, None, "")
     mine = {f.path: f.content for m in on_main if m.cluster == name for f in m.files}
@@ -87,7 +88,7 @@ def to_markdown(plan: ClusterPlan, limit: int = pr_body.MAX_BODY) -> str:
 
 
 def _heading(cluster: ClusterSpec) -> str:
-    return f"cluster {cluster.name} ({cluster.region}, VPC {cluster.network.cidr})"
+    return f"cluster {cluster.name} ({cluster.region}, VPC {cluster.vpc_cidr})"
 
 
 def _counts(planned: NetworkPlan) -> str:

@@ -6,7 +6,8 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.model import ClusterSpec, Manifests, NetworkOutputs, NetworkResult
+from pipeline.model import Manifests, NetworkOutputs, NetworkResult
+from pipeline.spec import ClusterSpec
 
 # GitHub refuses bodies over 65,536 characters; the diff gives way first.
 MAX_BODY = 65_000

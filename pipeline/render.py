@@ -15,7 +15,8 @@ from jinja2 import FileSystemLoader, StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from pipeline.errors import ManifestInvalid
-from pipeline.model import ClusterSpec, Manifest, Manifests, NetworkOutputs
+from pipeline.model import Manifest, Manifests, NetworkOutputs
+from pipeline.spec import ClusterSpec
 
 # Cloud-init expands this on the instance: the AWS cloud provider needs node
 # names that equal the instance's private DNS name.

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 from pathlib import Path
 
-from pipeline.model import (
-    BastionSpec,
-    ClusterSpec,
-    ControlPlaneSpec,
-    NetworkOutputs,
-    NetworkSpec,
-    Subnet,
-    WorkerPool,
-)
+from pipeline.model import NetworkOutputs, Subnet
 from pipeline.schemas import Schemas, from_directory
+from pipeline.spec import BastionSpec, ClusterSpec, ControlPlaneSpec, NetworkSpec, WorkerPool
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 
@@ -34,9 +26,9 @@ def sample_spec(name: str = "demo", cidr: str = "10.20.0.0/16", **changes: objec
             WorkerPool(name="batch", replicas=2, instance_type="c6i.xlarge"),
         ),
         ssh_key_name="ops",
-        tags=(("cost-center", "42"), ("team", "platform")),
+        tags={"cost-center": "42", "team": "platform"},
     )
-    return dataclasses.replace(spec, **changes)  # type: ignore[arg-type]
+    return spec.model_copy(update=changes)
 
 
 def sample_outputs(cidr: str = "10.20.0.0/16", vpc_id: str = "vpc-0abc1234") -> NetworkOutputs:

@@ -7,7 +7,6 @@ else to moto. It counts every request, so each test sees how many tries the pipe
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import os
 import re
@@ -26,8 +25,9 @@ import pytest
 from pipeline import aws, config, local_endpoint, network
 from pipeline.config import Settings
 from pipeline.errors import EXIT_BLOCKED, EXIT_FAILED, AwsThrottled, AwsUnavailable
-from pipeline.model import AwsAccess, BastionSpec
+from pipeline.model import AwsAccess
 from pipeline.signing import Signer
+from pipeline.spec import BastionSpec
 from tests.fixtures import fleet_refs, free_port
 from tests.fixtures_render import sample_spec
 
@@ -345,8 +345,8 @@ def test_throttling_mid_apply_is_one_blocked_error_naming_the_call(proxy, tmp_pa
     monkeypatch.setenv("PIPELINE_AWS_ENDPOINT", proxy.url)
     settings = config.load_settings(os.environ, tmp_path)
     access = local_endpoint.ensure(settings, "us-east-1")
-    spec = sample_spec(f"thr-{os.getpid()}", cidr="10.44.0.0/16", bastion=BastionSpec(False, (), "t3.micro"))
-    spec = dataclasses.replace(spec, network=dataclasses.replace(spec.network, zones=1, endpoints=("s3",)))
+    spec = sample_spec(f"thr-{os.getpid()}", cidr="10.44.0.0/16", bastion=BastionSpec(enabled=False))
+    spec = spec.model_copy(update={"network": spec.network.model_copy(update={"zones": 1, "endpoints": ("s3",)})})
     proxy.fail(THROTTLING, always=True, action="CreateVpc")
 
     with pytest.raises(AwsThrottled) as caught:

@@ -8,11 +8,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pipeline import config, fleet, git, network, plan, render, spec
+from pipeline import config, fleet, git, network, plan, render, spec, spec_source
 from pipeline.commands import plan as plan_command
 from pipeline.errors import EXIT_CHANGES, EXIT_OK
-from pipeline.model import ClusterSpec, NetworkPlan, PlanSummary
+from pipeline.model import NetworkPlan, PlanSummary
 from pipeline.report import Reporter
+from pipeline.spec import ClusterSpec
 from tests.fixtures_render import sample_outputs
 
 SPEC = """\
@@ -77,14 +78,14 @@ def _planned_with_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The network as an existing cluster's plan finds it: built, nothing to change."""
 
     def unchanged(cluster: ClusterSpec, *_: object, **__: object) -> NetworkPlan:
-        return NetworkPlan(PlanSummary(0, 0, 0), (), (), sample_outputs(cluster.network.cidr))
+        return NetworkPlan(PlanSummary(0, 0, 0), (), (), sample_outputs(cluster.vpc_cidr))
 
     monkeypatch.setattr(network, "plan", unchanged)
 
 
 def _put_on_main(settings: config.Settings, signer, spec_path: Path, name: str) -> None:
-    cluster = spec.parse(spec.read(spec_path.read_text(), str(spec_path)), name)
-    manifests = render.render(cluster, sample_outputs(cluster.network.cidr), settings.templates_dir)
+    cluster = spec.parse(spec_source.read(spec_path.read_text(), str(spec_path)), name)
+    manifests = render.render(cluster, sample_outputs(cluster.vpc_cidr), settings.templates_dir)
     with git.clone(settings.fleet) as checkout:
         git.switch(checkout, fleet.MAIN, git.upstream(fleet.MAIN))
         git.write_files(checkout, {m.path: m.content for m in manifests.files})
@@ -108,7 +109,7 @@ def test_an_existing_cluster_is_diffed_against_main(tmp_path, plan_settings, fle
 
 
 def test_markdown_names_a_network_replacement_and_fits_a_comment():
-    cluster = spec.parse(spec.read(SPEC.format(name="demo", replicas=1), "x"), "demo")
+    cluster = spec.parse(spec_source.read(SPEC.format(name="demo", replicas=1), "x"), "demo")
     vpc = "module.network.aws_vpc.this"
     network_plan = NetworkPlan(PlanSummary(1, 0, 1), ((vpc, "replace"),), (vpc,), sample_outputs())
     huge = "".join(f"+line {i}\n" for i in range(20_000))

@@ -20,10 +20,11 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 
-from pipeline import render, spec, validate
+from pipeline import allocation, render, spec, spec_source, validate
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import EXIT_BAD_INPUT, SpecError
-from pipeline.model import Bastion, ClusterSpec, NetworkOutputs, Subnet
+from pipeline.model import Bastion, NetworkOutputs, Subnet
+from pipeline.spec import ClusterSpec
 from tests.fixtures_render import schemas_from
 
 TEMPLATES = PROJECT_ROOT / "templates"
@@ -480,7 +481,7 @@ def with_regressions(test: Callable[..., None]) -> Callable[..., None]:
 
 def outputs_for(cluster: ClusterSpec) -> NetworkOutputs:
     """What Terraform would report for this spec: one private and one public subnet per zone."""
-    vpc = ipaddress.IPv4Network(cluster.network.cidr)
+    vpc = ipaddress.IPv4Network(cluster.vpc_cidr)
     zones = [f"{cluster.region}{chr(ord('a') + i)}" for i in range(cluster.network.zones)]
     # Sixteen blocks: room for six zones' two subnets, down to /28 in a /24.
     blocks = list(vpc.subnets(new_prefix=vpc.prefixlen + 4))
@@ -531,7 +532,8 @@ def test_random_specs_render_valid_manifests_or_are_refused_as_bad_input(
 
     def refused_or_rendered(case: Case) -> str:
         try:
-            cluster = spec.parse(spec.read(case.text, "spec.yaml"), case.cli_name)
+            parsed = spec.parse(spec_source.read(case.text, "spec.yaml"), case.cli_name)
+            cluster = allocation.place(parsed, allocation.Known(frozenset(), None))
         except SpecError as refused:
             message = str(refused)
             assert refused.exit_code == EXIT_BAD_INPUT

@@ -22,13 +22,15 @@ from pipeline import (
     schemas,
     signing,
     spec,
+    spec_source,
     validate,
 )
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK, Blocked
 from pipeline.github import PullRequest
-from pipeline.model import ClusterSpec, CommitResult, Manifests, NetworkResult
+from pipeline.model import CommitResult, Manifests, NetworkResult
 from pipeline.report import Outcome, Reporter
+from pipeline.spec import ClusterSpec
 
 _CLAIM_ATTEMPTS = 5
 STAGES = ("spec", "network", "render", "validate", "commit", "review")
@@ -37,9 +39,9 @@ STAGES = ("spec", "network", "render", "validate", "commit", "review")
 def run(
     name: str, spec_path: Path | None, review_mode: str, settings: Settings, reporter: Reporter, *, force: bool
 ) -> int:
-    source = spec.load(name, spec_path)
+    source = spec_source.load(name, spec_path)
     # Everything the inputs alone can tell is checked before anything is written anywhere.
-    spec.parse(source, name)
+    parsed = spec.parse(source, name)
     if review_mode == "github":
         review.check(settings)
     with journal.run(settings.journal_dir, name, "new-cluster") as record:
@@ -48,11 +50,12 @@ def run(
         on_main = fleet.cluster_manifests(settings)
         others = tuple(m for m in on_main if m.cluster != name)
         mine_on_main = {f.path: f.content for m in on_main if m.cluster == name for f in m.files}
-        cluster = _claim_network(source, name, settings, on_main)
+        with source.pointing():
+            cluster = _claim_network(parsed, settings, on_main)
         resume = _resuming(reporter, record.unfinished(STAGES), cluster)
-        record.stage("spec", cluster.fingerprint(), {"cidr": cluster.network.cidr})
+        record.stage("spec", cluster.fingerprint(), {"cidr": cluster.vpc_cidr})
 
-        with reporter.stage("network"):
+        with reporter.stage("network"), source.pointing():
             aws_access = access.for_target(settings, cluster.region)
             done = None if resume is None else resume.done("network", cluster.fingerprint())
             result = network.provision(cluster, aws_access, settings, reporter.tool_line, force=force, done=done)
@@ -100,22 +103,19 @@ def run(
     return EXIT_OK
 
 
-def _claim_network(
-    source: spec.SpecSource, name: str, settings: Settings, on_main: tuple[Manifests, ...]
-) -> ClusterSpec:
+def _claim_network(parsed: ClusterSpec, settings: Settings, on_main: tuple[Manifests, ...]) -> ClusterSpec:
     """The spec with a VPC CIDR that this cluster holds in the fleet, claimed before Terraform runs.
 
     Runs started together on any machines read the same fleet; the claim is what keeps two of
     them from building overlapping networks.
     """
+    name = parsed.name
     known = allocation.known_cidrs(settings, name, on_main)
-    taken, current = set(known.taken), known.current
     for _ in range(_CLAIM_ATTEMPTS):
-        cluster = spec.parse(source, name, sorted(taken), current)
-        if fleet.claim_cidr(settings, cluster.network.cidr, name) == name:
+        cluster = allocation.place(parsed, known)
+        if fleet.claim_cidr(settings, cluster.vpc_cidr, name) == name:
             return cluster
-        taken.add(cluster.network.cidr)
-        current = None
+        known = allocation.Known(known.taken | {cluster.vpc_cidr}, None)
     raise Blocked(f"no free VPC CIDR could be claimed for '{name}' in {_CLAIM_ATTEMPTS} tries; run again")
 
 
@@ -133,7 +133,7 @@ def _resuming(
 
 
 def _summary(cluster: ClusterSpec) -> str:
-    return f"{cluster.region}, Kubernetes {cluster.kubernetes_version}, VPC {cluster.network.cidr}"
+    return f"{cluster.region}, Kubernetes {cluster.kubernetes_version}, VPC {cluster.vpc_cidr}"
 
 
 def _network_outcome(result: NetworkResult) -> dict[str, object]:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import plan, spec
+from pipeline import plan, spec_source
 from pipeline.config import Settings
 from pipeline.errors import EXIT_CHANGES, EXIT_OK
 from pipeline.report import Outcome, Reporter
 
 
 def run(name: str, spec_path: Path | None, markdown: bool, settings: Settings, reporter: Reporter) -> int:
-    source = spec.load(name, spec_path)
+    source = spec_source.load(name, spec_path)
     with reporter.stage("plan"):
         result = plan.plan_cluster(name, source, settings, reporter.tool_line)
     # The plan itself goes to stdout, progress to stderr: `plan demo --markdown > comment.md` works.
@@ -25,7 +25,7 @@ def _data(result: plan.ClusterPlan) -> dict[str, object]:
     return {
         "cluster": result.cluster.name,
         "region": result.cluster.region,
-        "vpc_cidr": result.cluster.network.cidr,
+        "vpc_cidr": result.cluster.vpc_cidr,
         "changed": result.changed,
         "network": {
             "add": network.summary.add,
