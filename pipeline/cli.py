@@ -23,6 +23,7 @@ from pipeline.commands import (
     plan,
     remove_orphans,
     schemas,
+    specs,
     status,
     verify,
 )
@@ -44,6 +45,7 @@ _EXAMPLES = {
     "delete-cluster": "example: python -m pipeline delete-cluster demo --fleet ./fleet.git",
     "status": "example: python -m pipeline status demo",
     "remove-orphans": "example: python -m pipeline remove-orphans demo --spec clusters/demo.yaml",
+    "spec": "example: python -m pipeline spec check clusters/*.yaml",
 }
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 JSON_HELP = "print one JSON object on stdout at the end, also on failure; progress stays on stderr"
@@ -138,6 +140,21 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
     local = command("local", "The embedded AWS endpoint (a moto server on loopback) for the local target.")
     local.add_argument("action", choices=("up", "down", "status"))
 
+    cluster_spec = command(
+        "spec", "The cluster spec: its JSON Schema, a dry check of spec files, a spec with defaults."
+    )
+    actions = cluster_spec.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("schema", help="print the spec's JSON Schema (Draft 2020-12)").add_argument(
+        "--json", action="store_true", help=JSON_HELP
+    )
+    check = actions.add_parser("check", help="validate spec files, touching nothing; exit 2 names the first bad one")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("--json", action="store_true", help=JSON_HELP)
+    show = actions.add_parser("show", help="the spec as the pipeline would act on it, every default filled in")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--spec", type=Path, help="cluster spec YAML (default: a small dev cluster)")
+    show.add_argument("--json", action="store_true", help=JSON_HELP)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -156,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return _dispatch(args, settings, reporter)
     except SpecError as exc:
-        spec = getattr(args, "spec", None)
+        spec = exc.file or getattr(args, "spec", None)
         reporter.failed(str(exc), exc.exit_code, file=None if spec is None else str(spec), line=exc.line)
         return exc.exit_code
     except PipelineError as exc:
@@ -165,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         reporter.failed("interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader stopped early (`spec schema | head`): nothing is wrong, and nothing is left to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except OSError as exc:
         if exc.errno not in _NO_ROOM:
             return _crashed(exc, env, reporter)
@@ -204,7 +225,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
         return status.run(args.name, args.json, settings)
     if args.command == "schemas":
         return schemas.run(args.action, settings)
+    if args.command == "spec":
+        return _spec(args, settings, reporter)
     return local.run(args.action, settings, reporter)
+
+
+def _spec(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    if args.action == "schema":
+        return specs.schema(reporter)
+    if args.action == "check":
+        return specs.check(args.files, reporter)
+    return specs.show(args.name, args.spec, settings, reporter)
 
 
 def _crashed(exc: Exception, env: Mapping[str, str], reporter: Reporter) -> int:

@@ -32,12 +32,17 @@ class BadInput(PipelineError):
 class SpecError(BadInput):
     """One field of the cluster spec is invalid."""
 
-    def __init__(self, field: str, problem: str, fix: str, line: int | None = None) -> None:
+    def __init__(self, field: str, problem: str, fix: str, line: int | None = None, file: str | None = None) -> None:
         self.field = field
         self.problem = problem
         self.fix = fix
         self.line = line
-        super().__init__(_printable(f"spec field '{field}': {problem}; {fix}"))
+        self.file = file  # named in the message when a command reads several spec files
+        where = "" if file is None else f"{file}:{line}: " if line is not None else f"{file}: "
+        super().__init__(_printable(f"{where}spec field '{field}': {problem}; {fix}"))
+
+    def in_file(self, file: str) -> SpecError:
+        return SpecError(self.field, self.problem, self.fix, self.line, file)
 
 
 def _printable(text: str) -> str:

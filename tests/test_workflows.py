@@ -311,6 +311,36 @@ def run_plan(repo: Path, base: str, head: str, exits: dict[str, int]) -> tuple[i
     return result.returncode, outputs, comment
 
 
+def run_spec_check(repo: Path, base: str, head: str) -> subprocess.CompletedProcess[str]:
+    checking = step(load(WORKFLOWS / "plan.yml"), "Check the changed specs")
+    runner_temp = repo.parent / "runner"
+    stub_python(
+        runner_temp / "bin",
+        "import runpy, sys\nsys.argv = sys.argv[2:]\nrunpy.run_module('pipeline', run_name='__main__')\n",
+    )
+    env = {
+        "BASE_SHA": base,
+        "HEAD_SHA": head,
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_STEP_SUMMARY": str(runner_temp / "summary"),
+        "GITHUB_OUTPUT": str(runner_temp / "output"),
+    }
+    return run_script(checking["run"], {**env, "PATH": f"{runner_temp / 'bin'}{os.pathsep}{os.environ['PATH']}"}, repo)
+
+
+def test_plan_checks_the_changed_specs_before_planning(pull_request: tuple[Path, str, str]) -> None:
+    repo, base, head = pull_request
+    names = [s["name"] for s in load(WORKFLOWS / "plan.yml")["jobs"]["plan"]["steps"] if "name" in s]
+    assert names.index("Check the changed specs") < names.index("Plan each changed spec")
+    assert run_spec_check(repo, base, head).returncode == 0
+
+    bad = commit_files(repo, {"clusters/web.yaml": "name: web\nnetwork:\n  zones: 9\n"}, "too many zones")
+    result = run_spec_check(repo, base, bad)
+    assert result.returncode == 2
+    assert "::error file=clusters/web.yaml,line=3::clusters/web.yaml:3: spec field 'network.zones'" in result.stderr
+
+
 def test_plan_takes_exit_4_as_changes_and_comments_each_changed_spec(pull_request: tuple[Path, str, str]) -> None:
     repo, base, head = pull_request
     _, outputs, comment = run_plan(repo, base, head, {"demo": 4, "web": 0})
