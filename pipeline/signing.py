@@ -17,9 +17,9 @@ from pipeline.errors import CommandFailed, SigningError
 
 LOCAL_KEY_UID = "Fleet pipeline (LOCAL ONLY, not for production) <pipeline@local.invalid>"
 
-# Without /run/user/<uid>, gpg 2.2 puts the agent's sockets in the home itself, and a
-# socket path (sun_path) holds 107 bytes; the longest socket name is S.gpg-agent.browser.
-_MAX_HOME_LENGTH = 107 - len("/S.gpg-agent.browser")
+# Without /run/user/<uid>, gpg 2.2 puts the agent's sockets in the home itself. sun_path holds
+# 108 bytes, and gpg binds no socket path of 107 or more; the longest name is S.gpg-agent.browser.
+_MAX_HOME_LENGTH = 106 - len("/S.gpg-agent.browser")
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,16 @@ def test_a_home_too_long_for_agent_sockets_still_works(tmp_path: Path) -> None:
     assert all(link.resolve() != home.resolve() for link in links)
 
 
+@pytest.mark.parametrize("length", [86, 87])
+def test_a_home_at_the_socket_path_bound_gets_an_agent(tmp_path: Path, length: int) -> None:
+    # 87 characters put S.gpg-agent.browser at 107 bytes, one more than gpg binds.
+    home = tmp_path / "h"
+    home = Path(str(home) + "x" * (length - len(str(home))))
+    assert len(str(home)) == length
+    signer = signing.ensure_local_key(home)
+    assert "BEGIN PGP PUBLIC KEY BLOCK" in signing.export_public(signer)
+
+
 def test_signer_for_local_target_uses_the_state_dir_key(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     signer = signing.signer_for(settings)
