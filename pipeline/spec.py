@@ -1,14 +1,12 @@
 """The cluster spec as one declarative model: each field once, with its type, bounds, default and description.
 
-pydantic checks a spec file against it and publishes it as a JSON Schema for editors; `spec_source`
-reads the file and puts the model's faults into one-line messages. Parsing only parses: the VPC
-CIDR of a spec without one is placed by `allocation`.
+pydantic checks spec files against it and publishes it as JSON Schema; `spec_source` reads the files and
+words the faults. Parsing only parses: `allocation` places the VPC CIDR of a spec without one.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, ValidationInfo, field_validator
@@ -16,7 +14,7 @@ from pydantic.json_schema import WithJsonSchema
 
 from pipeline.errors import PipelineError
 from pipeline.model import fingerprint
-from pipeline.spec_source import Form, NullIs, SpecModel, SpecSource, refuse
+from pipeline.spec_source import Form, NullIs, SpecModel, SpecSource, YamlText, refuse
 
 # The API server load balancer is named "<cluster>-apiserver"; AWS caps load balancer names at 32.
 MAX_NAME_LENGTH = 32 - len("-apiserver")
@@ -30,18 +28,9 @@ Endpoint = Literal[
 ]  # fmt: skip
 KNOWN_ENDPOINTS: tuple[str, ...] = get_args(Endpoint)
 NatMode = Literal["single", "per-zone"]
-# What a YAML stream may carry (YAML 1.1, 5.1); kubectl kustomize refuses manifests holding anything else.
-_NOT_YAML_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _SUPPORTED = f"v1.{SUPPORTED_MINORS.start}.x to v1.{SUPPORTED_MINORS.stop - 1}.x"
 _DNS_LABEL_FIX = "use lowercase letters, digits and '-', starting and ending with a letter or digit"
 _OPEN_SSH_FIX = "list your own CIDRs, or set bastion.allowOpenSSH: true to accept that"
-
-
-def _yaml_printable(value: str) -> str:
-    bad = _NOT_YAML_PRINTABLE.search(value)
-    if bad is not None:
-        raise refuse(f"holds the character U+{ord(bad.group()):04X}, which YAML cannot carry", "remove it")
-    return value
 
 
 def _cidr(example: str, vpc: bool) -> AfterValidator:
@@ -81,15 +70,13 @@ IPV4_CIDR = WithJsonSchema(
     {"type": "string", "pattern": r"^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]{1,2}|([0-9]{1,3}\.){3}[0-9]{1,3})$"}
 )
 TAG_VALUE = WithJsonSchema({"type": ["string", "number"], "maxLength": 256})  # a number is its text
-Text = Annotated[str, Strict(), AfterValidator(_yaml_printable)]
 InstanceType = Annotated[
     str,
-    Strict(),
     Form(
         r"[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.(nano|micro|small|medium|large|metal|[0-9]*xlarge)(-[0-9]+xl)?",
         "'{}' is not an EC2 instance type",
         "use the AWS form, e.g. m6i.large",
-        example="m6i.large",
+        "m6i.large",
     ),
 ]
 Replicas = Annotated[int, Strict(), Field(le=INT32_MAX)]
@@ -162,10 +149,7 @@ class ControlPlaneSpec(SpecModel):
 
 class WorkerPool(SpecModel):
     name: Annotated[
-        str,
-        Strict(),
-        Field(max_length=20),
-        Form(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", "'{}' is not a DNS-1123 label", _DNS_LABEL_FIX, "default"),
+        str, Form(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", "'{}' is not a DNS-1123 label", _DNS_LABEL_FIX, "default", 20)
     ]
     """The pool's name, part of its MachineDeployment's name."""
     replicas: Annotated[Replicas, Field(ge=0)] = 1
@@ -182,14 +166,17 @@ class ClusterSpec(SpecModel):
 
     name: Annotated[
         str,
-        Strict(),
-        Field(max_length=MAX_NAME_LENGTH),
-        Form(r"[a-z][-a-z0-9]*[a-z0-9]", "'{}' is not a DNS-1123 label starting with a letter", _DNS_LABEL_FIX, "demo"),
+        Form(
+            r"[a-z][-a-z0-9]*[a-z0-9]",
+            "'{}' is not a DNS-1123 label starting with a letter",
+            _DNS_LABEL_FIX,
+            "demo",
+            MAX_NAME_LENGTH,
+        ),
     ]
     """The cluster's name, NAME on the command line when left out; at most 22 characters, for AWS's names."""
     region: Annotated[
         str,
-        Strict(),
         Form(
             r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]",
             "'{}' is not an AWS region",
@@ -200,7 +187,6 @@ class ClusterSpec(SpecModel):
     """The AWS region of the network and the machines."""
     kubernetes_version: Annotated[
         str,
-        Strict(),
         Form(
             rf"v1\.({'|'.join(map(str, SUPPORTED_MINORS))})\.[0-9]+",
             "'{}' is not a supported Kubernetes version",
@@ -216,17 +202,17 @@ class ClusterSpec(SpecModel):
     """Pools of worker machines, each its own MachineDeployment."""
     ssh_key_name: Annotated[
         str,
-        Strict(),
         Form(r"[\t\n\r -~]{0,255}", "is not an EC2 key pair name", "use a key pair's name: 255 ASCII at most", "ops"),
     ] = ""
     """An EC2 key pair for SSH to the machines; empty: none."""
     tags: Annotated[
         dict[
-            Annotated[Text, Field(min_length=1, max_length=128), AfterValidator(_own_tag_key)],
-            Annotated[Text, Field(max_length=256), BeforeValidator(_number_text), TAG_VALUE],
+            Annotated[YamlText, Field(min_length=1, max_length=128), AfterValidator(_own_tag_key)],
+            Annotated[YamlText, Field(max_length=256), BeforeValidator(_number_text), TAG_VALUE],
         ],
         Field(max_length=MAX_USER_TAGS),
         NullIs({}),
+        AfterValidator(lambda tags: dict(sorted(tags.items()))),
     ] = Field(default_factory=dict, examples=[{"team": "platform"}])
     """AWS tags for every resource of the cluster."""
 
@@ -238,11 +224,6 @@ class ClusterSpec(SpecModel):
         if duplicate is not None:
             raise refuse(f"two pools are named '{duplicate}'", "give each pool its own name")
         return pools
-
-    @field_validator("tags")
-    @classmethod
-    def _sorted_tags(cls, tags: dict[str, str]) -> dict[str, str]:
-        return dict(sorted(tags.items()))
 
     def fingerprint(self) -> str:
         return fingerprint(self.model_dump())

@@ -14,15 +14,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import (
+    AfterValidator,
     AliasGenerator,
     BaseModel,
     ConfigDict,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    Strict,
     ValidationError,
     ValidationInfo,
     model_validator,
@@ -64,6 +66,18 @@ class SpecSource:
 
 
 _FROM_FILE = {"fields": "by alias"}
+# What a YAML stream may carry (YAML 1.1, 5.1); kubectl kustomize refuses manifests holding anything else.
+_NOT_YAML_PRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _yaml_printable(value: str) -> str:
+    bad = _NOT_YAML_PRINTABLE.search(value)
+    if bad is not None:
+        raise refuse(f"holds the character U+{ord(bad.group()):04X}, which YAML cannot carry", "remove it")
+    return value
+
+
+YamlText = Annotated[str, Strict(), AfterValidator(_yaml_printable)]
 
 
 def refuse(problem: str, fix: str, *at: str | int) -> PydanticCustomError:
@@ -109,14 +123,16 @@ class SpecModel(BaseModel):
 
 
 class Form:
-    """A string of one form (a regex, anchored as JSON Schema has it), refused in our own words."""
+    """A string (never a number made one) of one form, a regex anchored as JSON Schema has it, refused in our words."""
 
-    def __init__(self, pattern: str, problem: str, fix: str, example: str) -> None:
+    def __init__(self, pattern: str, problem: str, fix: str, example: str, max_length: int | None = None) -> None:
         self.pattern, self.problem, self.fix, self.example = pattern, problem, fix, example
+        self.max_length = max_length
         self._regex = re.compile(pattern)
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self._check, handler(source))
+        text = core_schema.str_schema(strict=True, max_length=self.max_length)
+        return core_schema.no_info_after_validator_function(self._check, text)
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
