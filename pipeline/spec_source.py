@@ -259,7 +259,8 @@ def _in_our_words(error: ErrorDetails, source: SpecSource) -> SpecError:
         close = difflib.get_close_matches(str(value), allowed, n=1)
         fix = f"did you mean '{close[0]}'?" if close else f"use {ctx['expected'].replace(' or ', ', ')}"
         return source.error(field, f"{value!r} is not one of the values allowed here", fix)
-    problem, fix = _GENERIC.get(kind, (error["msg"].lower(), "see `python -m pipeline spec schema`"))
+    # A kind of fault not worded here still gets our words, never pydantic's.
+    problem, fix = _GENERIC.get(kind, ("is not a value this field takes", "see its description in `spec schema`"))
     words = {"kind": _kind(value), "key": key, "value": value, "size": _size(value), **ctx}
     return source.error(field or "(file)", problem.format(**words), fix.format(**words))
 
