@@ -364,4 +364,14 @@ def _zones(spec: ClusterSpec, access: AwsAccess) -> tuple[str, ...]:
             f"{wanted} zones asked for but {access.region} has {len(available)} available",
             f"use at most {len(available)}",
         )
-    return available[:wanted]
+    chosen = available[:wanted]
+    # A pool's zones are known to be the network's only here, before Terraform runs.
+    for index, pool in enumerate(spec.workers):
+        for at, zone in enumerate(pool.zones or ()):
+            if zone not in chosen:
+                raise SpecError(
+                    f"workers[{index}].zones[{at}]",
+                    f"{zone} is not one of the network's zones ({', '.join(chosen)})",
+                    "list zones of the network, or leave zones out to span them all",
+                )
+    return chosen

@@ -16,7 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from pipeline.errors import ManifestInvalid
 from pipeline.model import Manifest, Manifests, NetworkOutputs
-from pipeline.spec import ClusterSpec
+from pipeline.spec import ClusterSpec, WorkerPool
 
 # Cloud-init expands this on the instance: the AWS cloud provider needs node
 # names that equal the instance's private DNS name.
@@ -39,6 +39,10 @@ _CLUSTER_FILES = (
     "namespace.yaml",
     "workers.yaml",
 )
+HEALTH_CHECKS = "healthchecks.yaml"
+# Cluster API's cluster-autoscaler integration reads a MachineDeployment's bounds from these.
+AUTOSCALER_MIN = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
+AUTOSCALER_MAX = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"
 
 
 # Characters JSON leaves raw that YAML reads as line breaks or refuses as unprintable.
@@ -60,11 +64,11 @@ def render(spec: ClusterSpec, outputs: NetworkOutputs, templates_dir: Path) -> M
     _refuse_sensitive(env, outputs.sensitive)
     context = _context(spec, outputs, env, templates_dir)
     cluster_dir = f"clusters/{spec.name}"
+    names = sorted((*_CLUSTER_FILES, HEALTH_CHECKS) if spec.health_checks.enabled else _CLUSTER_FILES)
     files = [
-        Manifest(f"{cluster_dir}/{name}", env.get_template(f"cluster/{name}.j2").render(context))
-        for name in _CLUSTER_FILES
+        Manifest(f"{cluster_dir}/{name}", env.get_template(f"cluster/{name}.j2").render(context)) for name in names
     ]
-    kustomization = env.get_template("cluster/kustomization.yaml.j2").render(context, resources=sorted(_CLUSTER_FILES))
+    kustomization = env.get_template("cluster/kustomization.yaml.j2").render(context, resources=names)
     files.append(Manifest(f"{cluster_dir}/kustomization.yaml", kustomization))
     flux = env.get_template("flux/kustomization.yaml.j2").render(
         context, flux_name=f"cluster-{spec.name}", flux_path=f"./{cluster_dir}"
@@ -121,6 +125,7 @@ def _context(
 ) -> dict[str, Any]:
     public = [s.id for s in outputs.subnets if s.public]
     private = [s.id for s in outputs.subnets if not s.public]
+    zones = sorted({s.zone for s in outputs.subnets if not s.public} or {s.zone for s in outputs.subnets})
     context: dict[str, Any] = {
         "name": spec.name,
         "region": outputs.region,
@@ -136,6 +141,8 @@ def _context(
         "services_cidr": _free_range(SERVICE_CIDRS, outputs.vpc_cidr),
         "control_plane": spec.control_plane,
         "control_plane_name": f"{spec.name}-control-plane",
+        "zones": ",".join(zones),
+        "health_checks": spec.health_checks,
         "node_name": NODE_NAME,
         "audit": {
             "policy": (templates_dir / "cluster" / "audit-policy.yaml").read_text(encoding="utf-8"),
@@ -150,21 +157,45 @@ def _context(
         machine = _machine(env, context, pool.name, pool.instance_type, NODES_PROFILE)
         machines.append(machine)
         pool_name = f"{spec.name}-{pool.name}"
+        spanned = [zone for zone in zones if pool.zones is None or zone in pool.zones]
         pools.append(
             {
                 "name": pool_name,
-                "replicas": pool.replicas,
                 "machine_template": machine["name"],
-                "labels": {
-                    "cluster.x-k8s.io/cluster-name": spec.name,
-                    "cluster.x-k8s.io/deployment-name": pool_name,
-                },
+                "deployments": _deployments(spec.name, pool_name, pool, spanned, outputs.region),
             }
         )
     context["control_plane_template"] = machines[0]["name"]
     context["machines"] = machines
     context["pools"] = pools
     return context
+
+
+def _deployments(cluster: str, pool_name: str, pool: WorkerPool, zones: list[str], region: str) -> list[dict[str, Any]]:
+    """A MachineDeployment per zone, each with its share of the pool's size, the first zones taking the rest."""
+    deployments = []
+    for index, zone in enumerate(zones):
+        name = f"{pool_name}-{zone.removeprefix(region) or zone}"
+        deployment: dict[str, Any] = {
+            "name": name,
+            "zone": zone,
+            "labels": {"cluster.x-k8s.io/cluster-name": cluster, "cluster.x-k8s.io/deployment-name": name},
+            "annotations": {},
+            "replicas": _share(pool.replicas, index, len(zones)),
+        }
+        if pool.autoscaling is not None:
+            # The autoscaler owns the size: a replicas field here would be set back on every reconcile.
+            deployment["replicas"] = None
+            deployment["annotations"] = {
+                AUTOSCALER_MIN: str(_share(pool.autoscaling.min_size, index, len(zones))),
+                AUTOSCALER_MAX: str(_share(pool.autoscaling.max_size, index, len(zones))),
+            }
+        deployments.append(deployment)
+    return deployments
+
+
+def _share(total: int, index: int, count: int) -> int:
+    return total // count + (1 if index < total % count else 0)
 
 
 def _machine(

@@ -60,6 +60,12 @@ PINNED: tuple[PinnedCrd, ...] = (
     ),
     PinnedCrd(
         CAPI,
+        "core/config/crd/bases/cluster.x-k8s.io_machinehealthchecks.yaml",
+        "cluster.x-k8s.io/cluster.x-k8s.io_machinehealthchecks.yaml",
+        "ed6db855b4b04e8a84ad9449023a52c64527945f4d43bff97cb8e555572e3b34",
+    ),
+    PinnedCrd(
+        CAPI,
         "controlplane/kubeadm/config/crd/bases/controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.yaml",
         "controlplane.cluster.x-k8s.io/controlplane.cluster.x-k8s.io_kubeadmcontrolplanes.yaml",
         "0c97877297fb7f4211e96a1716901ec415e9e1f676c2433cd22effc175cda805",

@@ -7,9 +7,18 @@ words the faults. Parsing only parses: `allocation` places the VPC CIDR of a spe
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import WithJsonSchema
 
 from pipeline.errors import PipelineError
@@ -56,9 +65,10 @@ def _own_tag_key(key: str) -> str:
 
 
 def _listed_once(items: tuple[str, ...]) -> tuple[str, ...]:
-    if len(set(items)) != len(items):
-        raise refuse("lists an endpoint twice", "list each endpoint once")
-    return tuple(sorted(items))
+    twice = next((item for item in items if items.count(item) > 1), None)
+    if twice is not None:
+        raise refuse(f"lists '{twice}' twice", "list each once")
+    return items
 
 
 def _number_text(value: object) -> object:
@@ -80,6 +90,16 @@ InstanceType = Annotated[
     ),
 ]
 Replicas = Annotated[int, Strict(), Field(le=INT32_MAX)]
+Zone = Annotated[
+    str,
+    Form(
+        r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9][a-z]",
+        "'{}' is not an availability zone",
+        "use one such as us-east-1a",
+        "us-east-1a",
+    ),
+]
+Seconds = Annotated[int, Strict(), Field(ge=30, le=86400)]
 
 
 class NetworkSpec(SpecModel):
@@ -96,6 +116,7 @@ class NetworkSpec(SpecModel):
         NullIs(()),
         Field(strict=False, json_schema_extra={"uniqueItems": True}),
         AfterValidator(_listed_once),
+        AfterValidator(lambda endpoints: tuple(sorted(endpoints))),
     ] = ("s3", "sts")
     """VPC endpoints, so nodes reach these AWS services without the NAT."""
 
@@ -147,15 +168,56 @@ class ControlPlaneSpec(SpecModel):
         return replicas
 
 
+class Autoscaling(SpecModel):
+    min_size: Annotated[Replicas, Field(ge=0)]
+    """The fewest machines the cluster autoscaler keeps in the pool, across its zones."""
+    max_size: Annotated[Replicas, Field(ge=1)]
+    """The most machines the cluster autoscaler grows the pool to, across its zones."""
+
+    @field_validator("max_size")
+    @classmethod
+    def _not_below_min(cls, max_size: int, info: ValidationInfo) -> int:
+        min_size = info.data.get("min_size")
+        if isinstance(min_size, int) and max_size < min_size:
+            raise refuse(f"{max_size} is less than minSize {min_size}", f"use {min_size} or more")
+        return max_size
+
+
 class WorkerPool(SpecModel):
     name: Annotated[
         str, Form(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", "'{}' is not a DNS-1123 label", _DNS_LABEL_FIX, "default", 20)
     ]
     """The pool's name, part of its MachineDeployment's name."""
     replicas: Annotated[Replicas, Field(ge=0)] = 1
-    """Worker machines in the pool."""
+    """Worker machines in the pool, split evenly across its zones (the first zones take the remainder)."""
     instance_type: InstanceType = "m6i.large"
     """The pool's EC2 instance type."""
+    zones: (
+        Annotated[
+            tuple[Zone, ...],
+            Field(strict=False, min_length=1, json_schema_extra={"uniqueItems": True}),
+            AfterValidator(_listed_once),
+        ]
+        | None
+    ) = None  # fmt: skip
+    """Zones of the network the pool spans, a MachineDeployment each; omitted: every zone of the network."""
+    autoscaling: Autoscaling | None = None
+    """Bounds for the cluster autoscaler, which then owns the pool's size; replicas is left out."""
+
+    @model_validator(mode="after")
+    def _sized_once(self) -> Self:
+        if self.autoscaling is not None and "replicas" in self.model_fields_set:
+            raise refuse("is set beside autoscaling, which owns the pool's size", "remove replicas", "replicas")
+        return self
+
+
+class HealthChecks(SpecModel):
+    enabled: Annotated[bool, Strict()] = True
+    """MachineHealthChecks for the control plane and each pool: Cluster API replaces machines that fail them."""
+    node_startup_seconds: Seconds = 1200
+    """How long a new machine may take to become a Node before it is replaced."""
+    unhealthy_seconds: Seconds = 300
+    """How long a Node may be not Ready (or unknown) before its machine is replaced."""
 
 
 class ClusterSpec(SpecModel):
@@ -199,7 +261,8 @@ class ClusterSpec(SpecModel):
     bastion: Annotated[BastionSpec, NullIs({})] = BastionSpec()
     control_plane: Annotated[ControlPlaneSpec, NullIs({})] = ControlPlaneSpec()
     workers: Annotated[tuple[WorkerPool, ...], Field(strict=False)] = (WorkerPool(name="default", replicas=2),)
-    """Pools of worker machines, each its own MachineDeployment."""
+    """Pools of worker machines, each a MachineDeployment per zone."""
+    health_checks: Annotated[HealthChecks, NullIs({})] = HealthChecks()
     ssh_key_name: Annotated[
         str,
         Form(r"[\t\n\r -~]{0,255}", "is not an EC2 key pair name", "use a key pair's name: 255 ASCII at most", "ops"),

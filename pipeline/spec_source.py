@@ -278,6 +278,7 @@ _GENERIC = {
     "string_too_short": ("is empty", "give it a value"),
     "string_too_long": ("is {size} characters", "use at most {max_length}"),
     "too_long": ("has {size} entries", "use at most {max_length}"),
+    "too_short": ("is empty", "list at least {min_length}, or leave it out"),
 }
 
 

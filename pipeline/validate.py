@@ -18,6 +18,7 @@ from pipeline.model import Manifests
 from pipeline.schemas import Schemas
 
 VPC_CIDR_ANNOTATION = "fleet.pipeline/vpc-cidr"
+ZONES_ANNOTATION = "fleet.pipeline/zones"
 _CLUSTER_API = "cluster.x-k8s.io/"
 
 
@@ -50,6 +51,7 @@ def validate(manifests: Manifests, schemas: Schemas, fleet: Sequence[Manifests])
     objects = list(_objects(manifests, findings))
     for obj in objects:
         findings.extend(_check_object(obj, schemas))
+    findings.extend(_check_failure_domains(objects))
     findings.extend(_check_kustomize(manifests))
     findings.extend(_check_fleet(manifests, objects, fleet))
     if findings:
@@ -174,14 +176,39 @@ def _check_fleet(manifests: Manifests, objects: Sequence[_Object], fleet: Sequen
         yield f"clusters/{manifests.cluster}: the Cluster lacks a valid '{VPC_CIDR_ANNOTATION}' annotation"
 
 
-def _vpc_cidr(objects: Sequence[_Object]) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+def _check_failure_domains(objects: Sequence[_Object]) -> Iterator[str]:
+    """A MachineDeployment in a zone the network lacks would wait for machines CAPA cannot place."""
+    zones = next((_annotation(o, ZONES_ANNOTATION) for o in objects if _is_cluster(o)), None)
+    if zones is None:
+        return
     for obj in objects:
-        if obj.kind != "Cluster" or not str(obj.body.get("apiVersion", "")).startswith(_CLUSTER_API):
+        if obj.kind != "MachineDeployment" or not str(obj.body.get("apiVersion", "")).startswith(_CLUSTER_API):
             continue
-        metadata = obj.body.get("metadata")
-        annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+        spec = obj.body.get("spec")
+        template = spec.get("template") if isinstance(spec, Mapping) else None
+        machine = template.get("spec") if isinstance(template, Mapping) else None
+        zone = machine.get("failureDomain") if isinstance(machine, Mapping) else None
+        if zone is not None and zone not in zones.split(","):
+            yield obj.finding(
+                ".spec.template.spec.failureDomain", f"{zone} is not one of the cluster's zones ({zones})"
+            )
+
+
+def _is_cluster(obj: _Object) -> bool:
+    return obj.kind == "Cluster" and str(obj.body.get("apiVersion", "")).startswith(_CLUSTER_API)
+
+
+def _annotation(obj: _Object, key: str) -> str | None:
+    metadata = obj.body.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    value = annotations.get(key) if isinstance(annotations, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def _vpc_cidr(objects: Sequence[_Object]) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    for obj in (o for o in objects if _is_cluster(o)):
         try:
-            return ipaddress.ip_network(str((annotations or {}).get(VPC_CIDR_ANNOTATION)))
+            return ipaddress.ip_network(str(_annotation(obj, VPC_CIDR_ANNOTATION)))
         except ValueError:
             return None
     return None

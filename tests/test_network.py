@@ -56,6 +56,25 @@ def test_more_zones_than_the_region_has_is_a_spec_error(tmp_path, monkeypatch, m
 
     assert caught.value.field == "network.zones"
     assert "us-west-1 has 2 available" in str(caught.value)
+
+
+@pytest.mark.reliability("bad input", "a pool in us-east-1c of a network of 2 zones, asked of the AWS endpoint")
+def test_a_pool_zone_outside_the_network_is_refused_before_terraform(
+    tmp_path, monkeypatch, moto_endpoint, record_property
+):
+    settings = _settings(tmp_path, monkeypatch, moto_endpoint)
+    access = local_endpoint.ensure(settings, REGION)
+    name = _unique("poolzone")
+    spec = _spec(name, zones=2)
+    pool = spec.workers[0].model_copy(update={"zones": ("us-east-1a", "us-east-1c")})
+
+    with pytest.raises(SpecError) as caught:
+        network.provision(spec.model_copy(update={"workers": (pool,)}), access, settings)
+    record_property("outcome", f"SpecError (exit {caught.value.exit_code}): {caught.value}")
+
+    assert caught.value.field == "workers[0].zones[1]"
+    assert "us-east-1c is not one of the network's zones (us-east-1a, us-east-1b)" in str(caught.value)
+    assert not settings.terraform_work_dir(name).exists()
     assert not settings.terraform_work_dir(name).exists()
 
 

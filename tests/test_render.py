@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import ManifestInvalid
 from pipeline.model import Manifests
-from pipeline.render import render, to_yaml
+from pipeline.render import AUTOSCALER_MAX, AUTOSCALER_MIN, render, to_yaml
 from pipeline.spec import WorkerPool
 from tests.fixtures_render import sample_outputs, sample_spec
 
@@ -42,6 +42,7 @@ def test_renders_every_file_of_the_cluster_sorted():
         "clusters/demo/awscluster.yaml",
         "clusters/demo/cluster.yaml",
         "clusters/demo/controlplane.yaml",
+        "clusters/demo/healthchecks.yaml",
         "clusters/demo/kustomization.yaml",
         "clusters/demo/machinetemplates.yaml",
         "clusters/demo/namespace.yaml",
@@ -90,6 +91,7 @@ def test_cluster_carries_the_fleet_facts_and_v1beta2_refs():
     assert cluster["metadata"]["annotations"] == {
         "fleet.pipeline/region": "us-east-1",
         "fleet.pipeline/vpc-cidr": "10.20.0.0/16",
+        "fleet.pipeline/zones": "us-east-1a,us-east-1b,us-east-1c",
     }
     assert cluster["spec"]["infrastructureRef"] == {
         "apiGroup": "infrastructure.cluster.x-k8s.io",
@@ -140,7 +142,10 @@ def test_instance_type_change_renames_only_that_template_and_its_references():
         md["metadata"]["name"]: md["spec"]["template"]["spec"]["infrastructureRef"]["name"]
         for md in by_kind(after, "MachineDeployment")
     }
-    assert refs == {"demo-default": names_after[1], "demo-batch": names_after[2]}
+    assert refs == {
+        **{f"demo-default-{zone}": names_after[1] for zone in "abc"},
+        **{f"demo-batch-{zone}": names_after[2] for zone in "abc"},
+    }
     kcp = by_kind(after, "KubeadmControlPlane")[0]
     assert kcp["spec"]["machineTemplate"]["spec"]["infrastructureRef"]["name"] == names_after[0]
 
@@ -204,7 +209,7 @@ def test_a_hostile_pool_name_stays_one_scalar(record_property):
         f"MachineDeployment names: {names!r}; Secret objects rendered: {len(by_kind(manifests, 'Secret'))}",
     )
     assert by_kind(manifests, "Secret") == []
-    assert names == ["demo-p\n---\nkind: Secret"]
+    assert names == [f"demo-p\n---\nkind: Secret-{zone}" for zone in "abc"]
 
 
 @given(st.text())
@@ -256,3 +261,58 @@ def test_a_template_naming_a_sensitive_output_fails_before_anything_renders(tmp_
     record_property("outcome", f"{type(caught.value).__name__}: {caught.value}")
     # The same outputs without the reference render: naming a sensitive output is what fails.
     assert render(sample_spec(), outputs, TEMPLATES).files
+
+
+def test_a_pool_spans_the_zones_with_its_replicas_split_and_every_pool_is_health_checked():
+    spec = sample_spec(workers=(WorkerPool(name="default", replicas=5),))
+    manifests = render(spec, sample_outputs(), TEMPLATES)
+
+    deployments = by_kind(manifests, "MachineDeployment")
+    assert [(md["metadata"]["name"], md["spec"]["replicas"]) for md in deployments] == [
+        ("demo-default-a", 2),
+        ("demo-default-b", 2),
+        ("demo-default-c", 1),
+    ]
+    assert [md["spec"]["template"]["spec"]["failureDomain"] for md in deployments] == [
+        "us-east-1a",
+        "us-east-1b",
+        "us-east-1c",
+    ]
+    control_plane, pool = by_kind(manifests, "MachineHealthCheck")
+    assert control_plane["spec"]["selector"]["matchLabels"]["cluster.x-k8s.io/control-plane"] == ""
+    assert pool["spec"]["selector"]["matchExpressions"] == [
+        {
+            "key": "cluster.x-k8s.io/deployment-name",
+            "operator": "In",
+            "values": ["demo-default-a", "demo-default-b", "demo-default-c"],
+        }
+    ]
+    assert pool["spec"]["checks"]["nodeStartupTimeoutSeconds"] == 1200
+    assert {c["timeoutSeconds"] for c in pool["spec"]["checks"]["unhealthyNodeConditions"]} == {300}
+    assert "healthchecks.yaml" in docs(manifests, "clusters/demo/kustomization.yaml")[0]["resources"]
+
+
+def test_a_pool_in_named_zones_with_autoscaler_bounds_leaves_its_size_to_the_autoscaler():
+    pool = WorkerPool.model_validate(
+        {"name": "batch", "zones": ["us-east-1c", "us-east-1a"], "autoscaling": {"minSize": 1, "maxSize": 5}},
+        by_alias=True,
+        by_name=False,
+    )
+    deployments = by_kind(render(sample_spec(workers=(pool,)), sample_outputs(), TEMPLATES), "MachineDeployment")
+
+    assert [md["metadata"]["name"] for md in deployments] == ["demo-batch-a", "demo-batch-c"]
+    assert all("replicas" not in md["spec"] for md in deployments)
+    bounds = [
+        (md["metadata"]["annotations"][AUTOSCALER_MIN], md["metadata"]["annotations"][AUTOSCALER_MAX])
+        for md in deployments
+    ]
+    assert bounds == [("1", "3"), ("0", "2")]
+
+
+def test_health_checks_turned_off_render_no_machine_health_checks():
+    spec = sample_spec()
+    off = spec.model_copy(update={"health_checks": spec.health_checks.model_copy(update={"enabled": False})})
+    manifests = render(off, sample_outputs(), TEMPLATES)
+
+    assert by_kind(manifests, "MachineHealthCheck") == []
+    assert "healthchecks.yaml" not in docs(manifests, "clusters/demo/kustomization.yaml")[0]["resources"]

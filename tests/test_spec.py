@@ -135,6 +135,18 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("tag-value-too-long", "tags", {"team": "v" * 257}, "tags.team"),
     ("tag-value-mapping", "tags", {"team": {"a": 1}}, "tags.team"),
     ("unknown-top", "clusterName", "x", "clusterName"),
+    ("pool-zone-not-a-zone", "workers.0.zones", ["us-east-1a", "east"], "workers[0].zones[1]"),
+    ("pool-zone-twice", "workers.0.zones", ["us-east-1a", "us-east-1a"], "workers[0].zones"),
+    ("pool-zones-empty", "workers.0.zones", [], "workers[0].zones"),
+    ("pool-replicas-and-autoscaling", "workers.0.autoscaling", {"minSize": 1, "maxSize": 3}, "workers[0].replicas"),
+    (
+        "autoscaling-max-below-min",
+        "workers.0.autoscaling",
+        {"minSize": 4, "maxSize": 2},
+        "workers[0].autoscaling.maxSize",
+    ),
+    ("autoscaling-no-max", "workers.0.autoscaling", {"minSize": 1}, "workers[0].autoscaling.maxSize"),
+    ("health-check-too-short", "healthChecks", {"unhealthySeconds": 5}, "healthChecks.unhealthySeconds"),
     ("unknown-nested", "network.cidrs", "10.0.0.0/16", "network.cidrs"),
 ]
 

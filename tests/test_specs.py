@@ -29,7 +29,8 @@ STRUCTURAL = {
     "bastion-enabled-string", "bastion-instance-type", "cp-even", "cp-zero", "cp-instance-type", "worker-negative",
     "worker-bad-name", "worker-instance-type", "workers-not-list", "worker-replicas-beyond-int32", "tag-key-too-long",
     "tag-value-too-long", "tag-value-mapping", "unknown-top", "unknown-nested", "version-too-old", "version-too-new",
-    "ssh-key-name-not-ascii",
+    "ssh-key-name-not-ascii", "pool-zone-not-a-zone", "pool-zone-twice", "pool-zones-empty", "autoscaling-no-max",
+    "health-check-too-short",
 }  # fmt: skip
 
 
@@ -129,4 +130,7 @@ def test_spec_show_fills_in_every_default_and_the_cidr_the_fleet_would_give(
     assert shown["network"] == {"cidr": "10.21.0.0/16", "zones": 2, "natGateways": "single", "endpoints": ["s3", "sts"]}
     assert shown["bastion"] == {"enabled": True, "allowOpenSSH": False, "allowedCIDRs": [], "instanceType": "t3.micro"}
     assert shown["kubernetesVersion"] == "v1.31.2"
-    assert shown["workers"] == [{"name": "default", "replicas": 2, "instanceType": "m6i.large"}]
+    assert shown["workers"] == [
+        {"name": "default", "replicas": 2, "instanceType": "m6i.large", "zones": None, "autoscaling": None}
+    ]
+    assert shown["healthChecks"] == {"enabled": True, "nodeStartupSeconds": 1200, "unhealthySeconds": 300}

@@ -217,3 +217,15 @@ def test_a_path_outside_the_fleet_repo_is_reported(schemas):
     escaping = dataclasses.replace(ours, files=(*ours.files, Manifest("../outside.yaml", "a: 1\n")))
 
     assert "../outside.yaml: not a path inside the fleet repo" in findings(escaping, schemas)
+
+
+def test_a_machine_deployment_outside_the_clusters_zones_is_reported(schemas):
+    def elsewhere(docs: list[Doc]) -> None:
+        docs[1]["spec"]["template"]["spec"]["failureDomain"] = "us-east-1f"
+
+    bad = edit(cluster(), "clusters/demo/workers.yaml", elsewhere)
+
+    assert findings(bad, schemas) == [
+        "clusters/demo/workers.yaml: MachineDeployment/demo-default-a .spec.template.spec.failureDomain: "
+        "us-east-1f is not one of the cluster's zones (us-east-1a,us-east-1b,us-east-1c)"
+    ]
