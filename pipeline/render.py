@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ import yaml
 from jinja2 import FileSystemLoader, StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from pipeline import addons
 from pipeline.errors import ManifestInvalid
 from pipeline.model import Manifest, Manifests, NetworkOutputs
 from pipeline.spec import ClusterSpec, WorkerPool
@@ -32,6 +34,7 @@ AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
 
 # Each rendered from templates/cluster/NAME.j2 into clusters/CLUSTER/NAME.
 _CLUSTER_FILES = (
+    "addons.yaml",
     "awscluster.yaml",
     "cluster.yaml",
     "controlplane.yaml",
@@ -165,10 +168,100 @@ def _context(
                 "deployments": _deployments(spec.name, pool_name, pool, spanned, outputs.region),
             }
         )
+    context["addons"] = _addons(spec, context["pods_cidr"])
     context["control_plane_template"] = machines[0]["name"]
     context["machines"] = machines
     context["pools"] = pools
     return context
+
+
+def _addons(spec: ClusterSpec, pods_cidr: str) -> list[dict[str, Any]]:
+    """Each add-on as Flux installs it into the workload cluster, in the order a cluster needs them.
+
+    Each waits for the one before it (`dependsOn`): the CNI, then the CCM, then the CSI driver,
+    then the spec's own.
+    """
+    ours: dict[str, dict[str, Any]] = {
+        "cilium": {
+            "ipam": {"mode": "cluster-pool", "operator": {"clusterPoolIPv4PodCIDRList": [pods_cidr]}},
+            "cluster": {"name": spec.name},
+        },
+        "awsCloudControllerManager": {
+            "image": {"tag": addons.ccm_image(spec.kubernetes_version)},
+            "args": ["--v=2", "--cloud-provider=aws", f"--cluster-name={spec.name}", "--configure-cloud-routes=false"],
+            "hostNetworking": True,
+            # It initialises the nodes, so it must run on nodes that are not initialised yet.
+            "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+            "tolerations": [
+                {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"},
+                {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+            ],
+        },
+        "awsEbsCsiDriver": {
+            "storageClasses": [
+                {
+                    "name": "gp3",
+                    "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                    "parameters": {"type": "gp3", "encrypted": "true"},
+                    "volumeBindingMode": "WaitForFirstConsumer",
+                    "allowVolumeExpansion": True,
+                }
+            ]
+        },
+    }
+    chosen = {
+        "cilium": spec.addons.cilium,
+        "awsCloudControllerManager": spec.addons.aws_cloud_controller_manager,
+        "awsEbsCsiDriver": spec.addons.aws_ebs_csi_driver,
+    }
+    installed: list[dict[str, Any]] = []
+    for entry in addons.CATALOGUE:
+        wanted = chosen[entry.key]
+        if wanted.enabled:
+            chart = {
+                "repository": entry.chart.repository,
+                "name": entry.chart.name,
+                "version": wanted.version or entry.chart.version,
+            }
+            installed.append(
+                {
+                    "name": entry.release,
+                    "role": entry.role,
+                    "namespace": "kube-system",
+                    "chart": chart,
+                    "path": None,
+                    "depends_on": None,
+                    "values": _merged(ours[entry.key], wanted.values),
+                }
+            )
+    for extra in spec.addons.extra:
+        installed.append(
+            {
+                "name": extra.name,
+                "role": extra.provides,
+                "namespace": extra.namespace,
+                "chart": None if extra.chart is None else extra.chart.model_dump(),
+                "path": extra.path,
+                "depends_on": None,
+                "values": dict(extra.values),
+            }
+        )
+    # The defaults, and an add-on that stands in for one, in the order a cluster needs them; the rest after.
+    installed.sort(key=lambda a: addons.ORDER.index(a["role"]) if a["role"] in addons.ORDER else len(addons.ORDER))
+    # HelmReleases wait on HelmReleases only; a folder's Kustomization applies once the cluster answers.
+    charts = [addon for addon in installed if addon["chart"] is not None]
+    for before, after in itertools.pairwise(charts):
+        after["depends_on"] = f"{spec.name}-{before['name']}"
+    return installed
+
+
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Helm's own rule for values: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        old = merged.get(key)
+        merged[key] = _merged(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return merged
 
 
 def _deployments(cluster: str, pool_name: str, pool: WorkerPool, zones: list[str], region: str) -> list[dict[str, Any]]:

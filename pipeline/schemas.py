@@ -18,6 +18,10 @@ from pipeline.errors import SchemaChecksumMismatch, SchemasMissing
 
 CAPI = ("kubernetes-sigs/cluster-api", "ae7ff047db499ac3858ade268ba38db8c9f128bb")
 CAPA = ("kubernetes-sigs/cluster-api-provider-aws", "2cf09d78547d32975570a4b9ba5496bdfe26abeb")
+# Flux's controllers at their release tags.
+SOURCE_CONTROLLER = ("fluxcd/source-controller", "092bcff3c9c3f258a44310507201d295ff294ba6")  # v1.9.1
+KUSTOMIZE_CONTROLLER = ("fluxcd/kustomize-controller", "1324b615da01038e2859cbcde604bd5434f21933")  # v1.9.4
+HELM_CONTROLLER = ("fluxcd/helm-controller", "372c34e2b4a455d24ef6cbb8321c82c4533dbbd8")  # v1.6.3
 UPSTREAM = "https://raw.githubusercontent.com"
 
 Schema = Mapping[str, Any]
@@ -81,6 +85,30 @@ PINNED: tuple[PinnedCrd, ...] = (
         "config/crd/bases/infrastructure.cluster.x-k8s.io_awsmachinetemplates.yaml",
         "infrastructure.cluster.x-k8s.io/infrastructure.cluster.x-k8s.io_awsmachinetemplates.yaml",
         "5afa23f71ddcfc46ab7e19bf76ceb45a16b6f6984a5ec7660b5a5273058c2312",
+    ),
+    PinnedCrd(
+        SOURCE_CONTROLLER,
+        "config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
+        "source.toolkit.fluxcd.io/source.toolkit.fluxcd.io_gitrepositories.yaml",
+        "39a5a46c81539c992abc53f9be3e5434cd70d50a10d169b1e8a450e0df1c9d09",
+    ),
+    PinnedCrd(
+        SOURCE_CONTROLLER,
+        "config/crd/bases/source.toolkit.fluxcd.io_helmrepositories.yaml",
+        "source.toolkit.fluxcd.io/source.toolkit.fluxcd.io_helmrepositories.yaml",
+        "97c7759df00946cbb9a75a56457cff9964b2543d2248df859cef21e26b8e2ae6",
+    ),
+    PinnedCrd(
+        KUSTOMIZE_CONTROLLER,
+        "config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+        "kustomize.toolkit.fluxcd.io/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+        "da23ca0e6b4c80d3d26a91583137491e147ef4ef1e2208aece0d0af4ef851974",
+    ),
+    PinnedCrd(
+        HELM_CONTROLLER,
+        "config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml",
+        "helm.toolkit.fluxcd.io/helm.toolkit.fluxcd.io_helmreleases.yaml",
+        "aa8638ac68465ceac1f93a617baf5be833c589c51fd78a7384a4a274c252becc",
     ),
 )
 

@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     Strict,
     ValidationInfo,
     field_validator,
@@ -21,13 +22,15 @@ from pydantic import (
 )
 from pydantic.json_schema import WithJsonSchema
 
+from pipeline import addons
 from pipeline.errors import PipelineError
 from pipeline.model import fingerprint
 from pipeline.spec_source import Form, NullIs, SpecModel, SpecSource, YamlText, refuse
 
 # The API server load balancer is named "<cluster>-apiserver"; AWS caps load balancer names at 32.
 MAX_NAME_LENGTH = 32 - len("-apiserver")
-SUPPORTED_MINORS = range(30, 35)  # Kubernetes 1.30 .. 1.34, the range the pinned Cluster API supports
+# The minors that the pinned Cluster API supports and the cloud-controller-manager table has an image for.
+SUPPORTED_MINORS = tuple(sorted(addons.CCM_IMAGES))
 # Terraform adds its own tags (Name, kubernetes.io/...) to each resource; AWS allows 50 in all.
 MAX_USER_TAGS = 40
 INT32_MAX = 2**31 - 1  # replicas are int32 in the Cluster API types
@@ -37,7 +40,7 @@ Endpoint = Literal[
 ]  # fmt: skip
 KNOWN_ENDPOINTS: tuple[str, ...] = get_args(Endpoint)
 NatMode = Literal["single", "per-zone"]
-_SUPPORTED = f"v1.{SUPPORTED_MINORS.start}.x to v1.{SUPPORTED_MINORS.stop - 1}.x"
+_SUPPORTED = ", ".join(f"v1.{minor}.x" for minor in SUPPORTED_MINORS)
 _DNS_LABEL_FIX = "use lowercase letters, digits and '-', starting and ending with a letter or digit"
 _OPEN_SSH_FIX = "list your own CIDRs, or set bastion.allowOpenSSH: true to accept that"
 
@@ -211,6 +214,103 @@ class WorkerPool(SpecModel):
         return self
 
 
+ChartVersion = Annotated[
+    str,
+    Form(
+        r"v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?",
+        "'{}' is not a chart version",
+        "pin one such as 1.2.3",
+        "1.2.3",
+    ),
+]
+Values = Annotated[dict[str, JsonValue], Field(strict=False)]
+
+
+class DefaultAddon(SpecModel):
+    enabled: Annotated[bool, Strict()] = True
+    """Install it; off, another add-on must provide what it does (see extra[].provides)."""
+    version: ChartVersion | None = None
+    """The chart's version; omitted: the one this pipeline is pinned to."""
+    values: Values = Field(default_factory=dict)
+    """Helm values merged over the pipeline's own."""
+
+
+class ChartSource(SpecModel):
+    repository: Annotated[
+        str,
+        Form(
+            r"(https|oci)://[^\s]+",
+            "'{}' is not an https:// or oci:// URL",
+            "give the chart repository's URL",
+            "https://charts.example.com",
+        ),
+    ]
+    """The Helm repository (https://) or OCI registry path (oci://) of the chart."""
+    name: Annotated[
+        str,
+        Form(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", "'{}' is not a chart name", "use the chart's name", "metrics-server"),
+    ]
+    version: ChartVersion
+    """The chart's version, pinned."""
+
+
+class ExtraAddon(SpecModel):
+    name: Annotated[
+        str,
+        Form(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", "'{}' is not a DNS-1123 label", _DNS_LABEL_FIX, "metrics-server", 30),
+    ]
+    """The add-on's name, part of its Flux object's name."""
+    chart: ChartSource | None = None
+    """A Helm chart, installed with Flux's HelmRelease."""
+    path: (
+        Annotated[
+            str,
+            Form(
+                r"\./[-._/a-zA-Z0-9]+",
+                "'{}' is not a path in the fleet",
+                "write it as ./addons/NAME",
+                "./addons/baseline",
+            ),
+        ]
+        | None
+    ) = None
+    """A folder of the fleet repo, applied with a Flux Kustomization."""
+    namespace: Annotated[
+        str, Form(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", "'{}' is not a namespace", _DNS_LABEL_FIX, "kube-system", 63)
+    ] = "kube-system"
+    """The workload cluster's namespace it is installed into."""
+    values: Values = Field(default_factory=dict)
+    """Helm values (a chart only)."""
+    provides: addons.Role | None = None
+    """The part of a Ready cluster it plays instead of a default add-on that is turned off."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.chart is None) == (self.path is None):
+            raise refuse("needs either a chart or a path", "give chart: {repository, name, version}, or path: ./...")
+        if self.path is not None and self.values:
+            raise refuse("values are for a chart", "remove values, or put them in the folder", "values")
+        return self
+
+
+class Addons(SpecModel):
+    cilium: Annotated[DefaultAddon, NullIs({})] = DefaultAddon()
+    """The CNI: Cilium, which also enforces NetworkPolicies."""
+    aws_cloud_controller_manager: Annotated[DefaultAddon, NullIs({})] = DefaultAddon()
+    """The AWS cloud-controller-manager; its image follows the cluster's Kubernetes minor."""
+    aws_ebs_csi_driver: Annotated[DefaultAddon, NullIs({})] = DefaultAddon()
+    """The EBS CSI driver, with a default encrypted gp3 StorageClass."""
+    extra: Annotated[tuple[ExtraAddon, ...], NullIs(()), Field(strict=False)] = ()
+    """Add-ons of your own, installed after the defaults."""
+
+    @field_validator("extra")
+    @classmethod
+    def _named_once(cls, extra: tuple[ExtraAddon, ...]) -> tuple[ExtraAddon, ...]:
+        names = [addon.name for addon in extra]
+        _listed_once(tuple(names))
+        return extra
+
+
 class HealthChecks(SpecModel):
     enabled: Annotated[bool, Strict()] = True
     """MachineHealthChecks for the control plane and each pool: Cluster API replaces machines that fail them."""
@@ -256,13 +356,15 @@ class ClusterSpec(SpecModel):
             "v1.31.2",
         ),
     ] = "v1.31.2"
-    """Kubernetes version of every machine, v1.30.x to v1.34.x."""
+    """Kubernetes version of every machine: v1.30.x to v1.34.x, the minors the add-ons are pinned for."""
     network: Annotated[NetworkSpec, NullIs({})] = NetworkSpec()
     bastion: Annotated[BastionSpec, NullIs({})] = BastionSpec()
     control_plane: Annotated[ControlPlaneSpec, NullIs({})] = ControlPlaneSpec()
     workers: Annotated[tuple[WorkerPool, ...], Field(strict=False)] = (WorkerPool(name="default", replicas=2),)
     """Pools of worker machines, each a MachineDeployment per zone."""
     health_checks: Annotated[HealthChecks, NullIs({})] = HealthChecks()
+    addons: Annotated[Addons, NullIs({})] = Addons()
+    """What the cluster needs to become Ready, installed by Flux through the cluster's kubeconfig Secret."""
     ssh_key_name: Annotated[
         str,
         Form(r"[\t\n\r -~]{0,255}", "is not an EC2 key pair name", "use a key pair's name: 255 ASCII at most", "ops"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from pipeline import process
+from pipeline import addons, process
 from pipeline.errors import CommandFailed, ManifestInvalid
 from pipeline.model import Manifests
 from pipeline.schemas import Schemas
@@ -52,6 +53,7 @@ def validate(manifests: Manifests, schemas: Schemas, fleet: Sequence[Manifests])
     for obj in objects:
         findings.extend(_check_object(obj, schemas))
     findings.extend(_check_failure_domains(objects))
+    findings.extend(_check_ready(manifests.cluster, objects))
     findings.extend(_check_kustomize(manifests))
     findings.extend(_check_fleet(manifests, objects, fleet))
     if findings:
@@ -192,6 +194,46 @@ def _check_failure_domains(objects: Sequence[_Object]) -> Iterator[str]:
             yield obj.finding(
                 ".spec.template.spec.failureDomain", f"{zone} is not one of the cluster's zones ({zones})"
             )
+
+
+def _check_ready(cluster: str, objects: Sequence[_Object]) -> Iterator[str]:
+    """What a cluster needs to become Ready once Cluster API made its machines, as the add-ons provide it."""
+    provided = {}
+    for obj in objects:
+        metadata = obj.body.get("metadata")
+        labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+        if isinstance(labels, Mapping) and isinstance(labels.get(addons.ROLE_LABEL), str):
+            provided[labels[addons.ROLE_LABEL]] = obj
+    control_plane = next((o for o in objects if o.kind == "KubeadmControlPlane"), None)
+    if control_plane is None:
+        return
+    where = f"clusters/{cluster}"
+    if "cni" not in provided:
+        yield f"{where}: no add-on provides a CNI, so no node becomes Ready; enable addons.cilium or add one"
+    external = "'name': 'cloud-provider', 'value': 'external'" in str(control_plane.body)
+    ccm = provided.get("cloud-controller-manager")
+    if external and ccm is None:
+        yield (
+            f"{where}: kubelets run with cloud-provider external and no add-on provides the cloud-controller-manager, "
+            "so no node gets a providerID; enable addons.awsCloudControllerManager"
+        )
+    spec = control_plane.body.get("spec")
+    version = spec.get("version") if isinstance(spec, Mapping) else None
+    tag = None if ccm is None else _ccm_image_tag(ccm)
+    if ccm is not None and tag is not None and isinstance(version, str) and addons.minor(tag) != addons.minor(version):
+        yield ccm.finding(
+            ".spec.values.image.tag",
+            f"cloud-controller-manager {tag} does not match Kubernetes {version}; "
+            f"use {addons.ccm_image(version)}, or drop the tag to follow the cluster",
+        )
+
+
+def _ccm_image_tag(obj: _Object) -> str | None:
+    spec = obj.body.get("spec")
+    values = spec.get("values") if isinstance(spec, Mapping) else None
+    image = values.get("image") if isinstance(values, Mapping) else None
+    tag = image.get("tag") if isinstance(image, Mapping) else None
+    return tag if isinstance(tag, str) and re.match(r"v?1\.[0-9]+\.", tag) else None
 
 
 def _is_cluster(obj: _Object) -> bool:

@@ -14,7 +14,7 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.errors import ManifestInvalid
 from pipeline.model import Manifests
 from pipeline.render import AUTOSCALER_MAX, AUTOSCALER_MIN, render, to_yaml
-from pipeline.spec import WorkerPool
+from pipeline.spec import Addons, WorkerPool
 from tests.fixtures_render import sample_outputs, sample_spec
 
 TEMPLATES = PROJECT_ROOT / "templates"
@@ -39,6 +39,7 @@ def test_renders_every_file_of_the_cluster_sorted():
 
     assert manifests.cluster == "demo"
     assert [m.path for m in manifests.files] == [
+        "clusters/demo/addons.yaml",
         "clusters/demo/awscluster.yaml",
         "clusters/demo/cluster.yaml",
         "clusters/demo/controlplane.yaml",
@@ -316,3 +317,82 @@ def test_health_checks_turned_off_render_no_machine_health_checks():
 
     assert by_kind(manifests, "MachineHealthCheck") == []
     assert "healthchecks.yaml" not in docs(manifests, "clusters/demo/kustomization.yaml")[0]["resources"]
+
+
+def releases(manifests: Manifests) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["name"]: r for r in by_kind(manifests, "HelmRelease")}
+
+
+def test_the_add_ons_go_to_the_workload_cluster_in_order_with_the_ccm_of_its_minor():
+    manifests = render(sample_spec(kubernetes_version="v1.32.3"), sample_outputs(), TEMPLATES)
+    found = releases(manifests)
+
+    assert list(found) == ["demo-cilium", "demo-aws-cloud-controller-manager", "demo-aws-ebs-csi-driver"]
+    assert {r["spec"]["kubeConfig"]["secretRef"]["name"] for r in found.values()} == {"demo-kubeconfig"}
+    assert {r["metadata"]["namespace"] for r in found.values()} == {"demo"}
+    assert {r["spec"]["storageNamespace"] for r in found.values()} == {"kube-system"}
+    assert "dependsOn" not in found["demo-cilium"]["spec"]
+    assert found["demo-aws-cloud-controller-manager"]["spec"]["dependsOn"] == [{"name": "demo-cilium"}]
+    assert found["demo-aws-ebs-csi-driver"]["spec"]["dependsOn"] == [{"name": "demo-aws-cloud-controller-manager"}]
+    ccm = found["demo-aws-cloud-controller-manager"]["spec"]
+    assert ccm["values"]["image"]["tag"] == "v1.32.5"
+    assert "--cluster-name=demo" in ccm["values"]["args"]
+    assert {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"} in ccm[
+        "values"
+    ]["tolerations"]
+    assert found["demo-cilium"]["spec"]["chart"]["spec"]["version"] == "1.18.2"
+    [gp3] = found["demo-aws-ebs-csi-driver"]["spec"]["values"]["storageClasses"]
+    assert gp3["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert gp3["annotations"] == {"storageclass.kubernetes.io/is-default-class": "true"}
+    sources = {s["metadata"]["name"]: s["spec"]["url"] for s in by_kind(manifests, "HelmRepository")}
+    assert sources["demo-cilium"] == "https://helm.cilium.io/"
+
+
+OCI = "oci://ghcr.io/acme/charts"
+
+
+def test_the_spec_turns_a_default_off_pins_another_version_merges_values_and_adds_its_own():
+    spec = sample_spec().model_copy(
+        update={
+            "addons": Addons.model_validate(
+                {
+                    "cilium": {
+                        "version": "1.17.6",
+                        "values": {"ipam": {"mode": "kubernetes"}, "hubble": {"enabled": True}},
+                    },
+                    "awsEbsCsiDriver": {"enabled": False},
+                    "extra": [
+                        {
+                            "name": "metrics-server",
+                            "chart": {
+                                "repository": "oci://ghcr.io/acme/charts",
+                                "name": "metrics-server",
+                                "version": "3.12.2",
+                            },
+                        },
+                        {"name": "baseline", "path": "./addons/baseline", "namespace": "default"},
+                    ],
+                },
+                by_alias=True,
+                by_name=False,
+            )
+        }
+    )
+    manifests = render(spec, sample_outputs(), TEMPLATES)
+    found = releases(manifests)
+
+    assert list(found) == ["demo-cilium", "demo-aws-cloud-controller-manager", "demo-metrics-server"]
+    cilium = found["demo-cilium"]["spec"]
+    assert cilium["chart"]["spec"]["version"] == "1.17.6"
+    assert cilium["values"]["ipam"] == {
+        "mode": "kubernetes",
+        "operator": {"clusterPoolIPv4PodCIDRList": ["192.168.0.0/16"]},
+    }
+    assert cilium["values"]["hubble"] == {"enabled": True}
+    assert found["demo-metrics-server"]["spec"]["dependsOn"] == [{"name": "demo-aws-cloud-controller-manager"}]
+    oci = {s["metadata"]["name"]: s["spec"] for s in by_kind(manifests, "HelmRepository")}["demo-metrics-server"]
+    assert oci == {"interval": "1h", "type": "oci", "url": OCI}
+    [folder] = [k for k in by_kind(manifests, "Kustomization") if k.get("metadata", {}).get("namespace") == "demo"]
+    assert folder["spec"]["path"] == "./addons/baseline"
+    assert folder["spec"]["kubeConfig"]["secretRef"]["name"] == "demo-kubeconfig"
+    assert folder["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "fleet", "namespace": "flux-system"}

@@ -146,6 +146,29 @@ BAD: list[tuple[str, str, Any, str]] = [
         "workers[0].autoscaling.maxSize",
     ),
     ("autoscaling-no-max", "workers.0.autoscaling", {"minSize": 1}, "workers[0].autoscaling.maxSize"),
+    ("addon-unknown", "addons", {"calico": {}}, "addons.calico"),
+    ("addon-version-not-pinned", "addons", {"cilium": {"version": "latest"}}, "addons.cilium.version"),
+    ("addon-extra-without-source", "addons", {"extra": [{"name": "x"}]}, "addons.extra[0]"),
+    (
+        "addon-extra-chart-and-path",
+        "addons",
+        {
+            "extra": [
+                {
+                    "name": "x",
+                    "path": "./a",
+                    "chart": {"repository": "https://c.example", "name": "x", "version": "1.0.0"},
+                }
+            ]
+        },
+        "addons.extra[0]",
+    ),
+    (
+        "addon-role-unknown",
+        "addons",
+        {"extra": [{"name": "x", "path": "./a", "provides": "dns"}]},
+        "addons.extra[0].provides",
+    ),
     ("health-check-too-short", "healthChecks", {"unhealthySeconds": 5}, "healthChecks.unhealthySeconds"),
     ("unknown-nested", "network.cidrs", "10.0.0.0/16", "network.cidrs"),
 ]

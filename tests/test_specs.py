@@ -30,7 +30,7 @@ STRUCTURAL = {
     "worker-bad-name", "worker-instance-type", "workers-not-list", "worker-replicas-beyond-int32", "tag-key-too-long",
     "tag-value-too-long", "tag-value-mapping", "unknown-top", "unknown-nested", "version-too-old", "version-too-new",
     "ssh-key-name-not-ascii", "pool-zone-not-a-zone", "pool-zone-twice", "pool-zones-empty", "autoscaling-no-max",
-    "health-check-too-short",
+    "health-check-too-short", "addon-unknown", "addon-version-not-pinned", "addon-role-unknown",
 }  # fmt: skip
 
 

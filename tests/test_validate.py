@@ -229,3 +229,53 @@ def test_a_machine_deployment_outside_the_clusters_zones_is_reported(schemas):
         "clusters/demo/workers.yaml: MachineDeployment/demo-default-a .spec.template.spec.failureDomain: "
         "us-east-1f is not one of the cluster's zones (us-east-1a,us-east-1b,us-east-1c)"
     ]
+
+
+def without_role(role: str) -> Callable[[list[Doc]], None]:
+    def drop(docs: list[Doc]) -> None:
+        docs[:] = [d for d in docs if d.get("metadata", {}).get("labels", {}).get("fleet.pipeline/provides") != role]
+
+    return drop
+
+
+@pytest.mark.reliability("bad input", "a cluster whose add-ons lack a CNI")
+def test_a_cluster_without_a_cni_is_refused(schemas, record_property):
+    bad = edit(cluster(), "clusters/demo/addons.yaml", without_role("cni"))
+    found = findings(bad, schemas)
+    record_property("outcome", found[0])
+    assert found == [
+        "clusters/demo: no add-on provides a CNI, so no node becomes Ready; enable addons.cilium or add one"
+    ]
+
+
+@pytest.mark.reliability("bad input", "kubelets with cloud-provider external and no cloud-controller-manager add-on")
+def test_an_external_cloud_provider_without_a_ccm_is_refused(schemas, record_property):
+    bad = edit(cluster(), "clusters/demo/addons.yaml", without_role("cloud-controller-manager"))
+    found = findings(bad, schemas)
+    record_property("outcome", found[0])
+    assert len(found) == 1
+    assert "cloud-provider external and no add-on provides the cloud-controller-manager" in found[0]
+
+
+@pytest.mark.reliability("bad input", "a cloud-controller-manager of v1.30 for Kubernetes v1.31")
+def test_a_ccm_of_another_minor_is_refused(schemas, record_property):
+    def older(docs: list[Doc]) -> None:
+        for doc in docs:
+            if doc["kind"] == "HelmRelease" and doc["metadata"]["name"] == "demo-aws-cloud-controller-manager":
+                doc["spec"]["values"]["image"]["tag"] = "v1.30.7"
+
+    found = findings(edit(cluster(), "clusters/demo/addons.yaml", older), schemas)
+    record_property("outcome", found[0])
+    assert found == [
+        "clusters/demo/addons.yaml: HelmRelease/demo-aws-cloud-controller-manager .spec.values.image.tag: "
+        "cloud-controller-manager v1.30.7 does not match Kubernetes v1.31.2; use v1.31.5, or drop the tag to "
+        "follow the cluster"
+    ]
+
+
+def test_flux_objects_are_checked_against_their_crds(schemas):
+    def typo(docs: list[Doc]) -> None:
+        docs[1]["spec"]["kubeconfig"] = docs[1]["spec"].pop("kubeConfig")
+
+    found = findings(edit(cluster(), "clusters/demo/addons.yaml", typo), schemas)
+    assert found == ["clusters/demo/addons.yaml: HelmRelease/demo-cilium .spec.kubeconfig: unknown field"]
