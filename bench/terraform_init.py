@@ -83,7 +83,7 @@ def main() -> None:
                     env_items = dict(ws.env) | {"TF_CLI_CONFIG_FILE": str(no_cache)}
                     ws = dataclasses.replace(ws, env=tuple(sorted(env_items.items())))
                 started = time.perf_counter()
-                terraform.init(ws, network.backend_config("bench-state", cluster, access))
+                terraform.init(ws, network.backend_config("bench-state", network.state_key(cluster), access))
                 result[f"{label}_seconds"] = round(time.perf_counter() - started, 2)
                 result[f"{label}_data_dir_bytes"] = data_dir_bytes(ws.work_dir / ".terraform")
             for label in ("cold", "warm"):

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -33,8 +34,17 @@ def s3(world: World) -> S3Client:
 
 
 def ec2(world: World) -> EC2Client:
+    client: EC2Client = _client(world, "ec2")
+    return client
+
+
+def iam(world: World) -> Any:
+    return _client(world, "iam")
+
+
+def _client(world: World, service: Literal["ec2", "iam"]) -> Any:
     return boto3.client(
-        "ec2",
+        service,
         endpoint_url=world.endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",

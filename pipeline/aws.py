@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -81,6 +81,60 @@ def zones(access: AwsAccess) -> tuple[str, ...]:
     )
 
 
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+    architecture: str  # EC2's word: x86_64, arm64, ...
+
+
+def image(access: AwsAccess, image_id: str) -> Image | None:
+    """The image of that id in the access's region; None when it has none."""
+    with _translated("ec2:DescribeImages", image_id, "allow ec2:DescribeImages"):
+        try:
+            found = _client(access, "ec2").describe_images(ImageIds=[image_id])["Images"]
+        except ClientError as e:
+            if _code(e) in ("InvalidAMIID.NotFound", "InvalidAMIID.Unavailable", "InvalidAMIID.Malformed"):
+                return None
+            raise
+    return _newest(found)
+
+
+def newest_image(access: AwsAccess, owner: str, name_pattern: str) -> Image | None:
+    """The newest image that `owner` publishes in the region under a name `name_pattern` matches."""
+    with _translated("ec2:DescribeImages", f"{owner}/{name_pattern}", "allow ec2:DescribeImages"):
+        found = _client(access, "ec2").describe_images(
+            Owners=[owner], Filters=[{"Name": "name", "Values": [name_pattern]}]
+        )["Images"]
+    return _newest(found)
+
+
+def _newest(found: Sequence[Mapping[str, Any]]) -> Image | None:
+    usable = [i for i in found if i.get("State", "available") == "available"]
+    if not usable:
+        return None
+    latest = max(usable, key=lambda i: (str(i.get("CreationDate", "")), str(i["ImageId"])))
+    return Image(str(latest["ImageId"]), str(latest.get("Name", "")), str(latest.get("Architecture", "")))
+
+
+def architectures(access: AwsAccess, instance_types: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Each instance type's processor architectures; a type the region does not offer is left out."""
+    wanted = sorted(set(instance_types))
+    ec2 = _client(access, "ec2")
+    known: dict[str, tuple[str, ...]] = {}
+    for kind in wanted:
+        with _translated("ec2:DescribeInstanceTypes", kind, "allow ec2:DescribeInstanceTypes"):
+            try:
+                found = ec2.describe_instance_types(InstanceTypes=[kind])["InstanceTypes"]  # type: ignore[list-item]
+            except ClientError as e:
+                if _code(e) == "InvalidInstanceType":
+                    continue
+                raise
+        for entry in found:
+            known[kind] = tuple(entry.get("ProcessorInfo", {}).get("SupportedArchitectures", ()))
+    return known
+
+
 def ensure_state_bucket(access: AwsAccess, name: str) -> bool:
     """Create the bucket if missing; (re)assert versioning, encryption and no public access.
 
@@ -131,6 +185,12 @@ def subnet_ids(access: AwsAccess, vpc_id: str) -> tuple[str, ...]:
 
 def state_serial(access: AwsAccess, bucket: str, key: str) -> int | None:
     """The serial of the Terraform state object s3://bucket/key, read without Terraform; None when absent."""
+    state = read_state(access, bucket, key)
+    return None if state is None else int(state["serial"])
+
+
+def read_state(access: AwsAccess, bucket: str, key: str) -> dict[str, Any] | None:
+    """The Terraform state object s3://bucket/key, read without Terraform; None when absent."""
     where = f"s3://{bucket}/{key}"
     with _translated("s3:GetObject", where, "allow s3:GetObject on the state bucket"):
         try:
@@ -140,13 +200,14 @@ def state_serial(access: AwsAccess, bucket: str, key: str) -> int | None:
                 return None
             raise
     try:
-        serial = json.loads(body).get("serial")
-    except (ValueError, AttributeError):
-        serial = None
+        state = json.loads(body)
+    except ValueError:
+        state = None
+    serial = state.get("serial") if isinstance(state, dict) else None
     # bool is an int to Python, never to Terraform.
-    if not isinstance(serial, int) or isinstance(serial, bool):
+    if not isinstance(state, dict) or not isinstance(serial, int) or isinstance(serial, bool):
         raise AwsError(f"{where} is not Terraform state (no integer 'serial'); check PIPELINE_STATE_BUCKET")
-    return serial
+    return state
 
 
 def state_exists(access: AwsAccess, bucket: str, key: str) -> bool:

@@ -12,6 +12,7 @@ from pipeline.model import Target
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FLEET = "fleet.git"
 DEFAULT_STATE_DIR = ".pipeline"
+DEFAULT_ACCOUNT_REGION = "us-east-1"
 PASSPHRASE_ENV = "PIPELINE_GPG_PASSPHRASE"  # noqa: S105 - the name of the variable, not a value
 
 
@@ -41,6 +42,10 @@ class Settings:
     plugin_cache: Path  # shared by every cluster's Terraform work dir
     github: GitHubSettings
     project_root: Path = PROJECT_ROOT
+    # IAM is global to an account, so the account's stack keeps one state wherever the clusters keep theirs:
+    # in this region, in this bucket (derived from the account when None).
+    account_region: str = DEFAULT_ACCOUNT_REGION
+    account_state_bucket: str | None = None
 
     @property
     def templates_dir(self) -> Path:
@@ -95,6 +100,8 @@ def load_settings(
         signing_passphrase=env.get(PASSPHRASE_ENV) or None,
         provider_mirror=(cwd / mirror).resolve() if mirror else None,
         plugin_cache=(cwd / plugin_cache).resolve(),
+        account_region=env.get("PIPELINE_ACCOUNT_REGION") or DEFAULT_ACCOUNT_REGION,
+        account_state_bucket=env.get("PIPELINE_ACCOUNT_STATE_BUCKET") or None,
         github=GitHubSettings(
             api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
             repo=github_repo or env.get("PIPELINE_GITHUB_REPO") or None,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline import git
+from pipeline import git, github
 from pipeline.config import PROJECT_ROOT, Settings, is_git_url
+from pipeline.errors import BadInput
 from pipeline.model import Manifest, Manifests
 from pipeline.signing import Signer, export_public
 
@@ -24,6 +26,12 @@ FLUX_CLUSTERS_DIR = "flux/clusters/"
 TRUSTED_KEYS_REF = "fleet-signing-keys"  # the Secret that spec.verify names
 # Flux needs a URL it can reach; a fleet created here has none until it is pushed somewhere.
 PLACEHOLDER_URL = "ssh://git@git.example.invalid/fleet.git"
+# Flux's notification-controller posts each Flux Kustomization's health on the commit it applied,
+# under this prefix and the Kustomization's name: `status` and `list` read it back from there.
+HEALTH_FILE = "flux/system/health.yaml"
+HEALTH_CONTEXT_PREFIX = "fleet/"
+FORGE_TOKEN_REF = "fleet-forge-token"  # noqa: S105 - the name of the Secret, not a token
+PLACEHOLDER_FORGE_URL = "https://github.example.invalid/owner/fleet"
 # The fleet's own pull request check, which runs `verify`. Flux's source-controller leaves
 # .github/ out of what it applies, and the fleet's checks read clusters/ and flux/ only.
 FLEET_WORKFLOW = ".github/workflows/verify.yml"
@@ -37,10 +45,12 @@ by hand: the management cluster's Flux pulls it and applies what it finds on `ma
 
 - `clusters/<name>/`: one workload cluster's Cluster API objects and its `kustomization.yaml`.
 - `flux/clusters/<name>.yaml`: the Flux `Kustomization` that applies `./clusters/<name>`.
-- `flux/system/`: the `GitRepository` "fleet" (namespace flux-system, branch `main`) and the
-  Secret `{secret}` built from `flux/system/keys/*.asc`. Point the management cluster's root
-  Flux Kustomization at `./flux`, and set the GitRepository's `spec.url` to this repository's
-  address (it starts as a placeholder).
+- `flux/system/`: the `GitRepository` "fleet" (namespace flux-system, branch `main`), the
+  Secret `{secret}` built from `flux/system/keys/*.asc`, and in `health.yaml` the Provider
+  and Alert that post each cluster's health as a commit status. Point the management cluster's
+  root Flux Kustomization at `./flux`, set the GitRepository's `spec.url` and the Provider's
+  `spec.address` to this repository's address where they hold a placeholder, and create the
+  Secret `{token}` (key `token`: a GitHub token that may write commit statuses).
 
 ## Signed commits only
 
@@ -75,7 +85,8 @@ def ensure_fleet(settings: Settings, signer: Signer) -> None:
         git.init_bare(building)
         with git.clone(str(building)) as checkout:
             git.switch(checkout, MAIN, None)
-            git.write_files(checkout, initial_files(export_public(signer), signer.fingerprint))
+            files = initial_files(export_public(signer), signer.fingerprint, forge_repository_url(settings))
+            git.write_files(checkout, files)
             git.stage_all(checkout)
             git.commit(checkout, _initial_message(signer), signer)
             git.push(checkout, MAIN)
@@ -89,16 +100,36 @@ def ensure_fleet(settings: Settings, signer: Signer) -> None:
         shutil.rmtree(building, ignore_errors=True)
 
 
-def initial_files(public_key: str, fingerprint: str) -> dict[str, str]:
-    """The fleet's first commit: README, its verify workflow, the Flux source verifying signatures, one trusted key."""
+def initial_files(public_key: str, fingerprint: str, forge_url: str | None = None) -> dict[str, str]:
+    """The fleet's first commit: README, its verify workflow, the Flux source verifying signatures, one trusted key,
+    and the notifications that report each cluster's health back to the forge."""
     key_file = f"keys/{fingerprint}.asc"
     return {
-        "README.md": _README.format(secret=TRUSTED_KEYS_REF),
+        "README.md": _README.format(secret=TRUSTED_KEYS_REF, token=FORGE_TOKEN_REF),
         FLEET_WORKFLOW: FLEET_WORKFLOW_TEMPLATE.read_text(encoding="utf-8"),
         "flux/system/gitrepository.yaml": _GITREPOSITORY.format(url=PLACEHOLDER_URL, secret=TRUSTED_KEYS_REF),
+        HEALTH_FILE: _HEALTH.format(
+            address=forge_url or PLACEHOLDER_FORGE_URL, token=FORGE_TOKEN_REF, prefix=HEALTH_CONTEXT_PREFIX
+        ),
         SYSTEM_KUSTOMIZATION: system_kustomization([key_file]),
         f"flux/system/{key_file}": public_key,
     }
+
+
+def forge_repository_url(settings: Settings) -> str | None:
+    """The fleet repository's web address on GitHub, where Flux posts commit statuses; None when it has none."""
+    repo = settings.github.repo
+    if repo is None and is_git_url(settings.fleet):
+        try:
+            repo = "/".join(github.repo_from_remote(settings.fleet))
+        except BadInput:
+            return None
+    if repo is None:
+        return None
+    api = urllib.parse.urlsplit(settings.github.api_url)
+    # api.github.com serves github.com; GitHub Enterprise serves its API under /api/v3 of its own host.
+    host = "github.com" if api.netloc == "api.github.com" else api.netloc
+    return f"https://{host}/{repo}"
 
 
 def trusted_keys(settings: Settings, ref: str = MAIN) -> tuple[str, ...]:
@@ -216,11 +247,41 @@ spec:
       name: {secret}
 """
 
+_HEALTH = """\
+# Flux reports each Kustomization's health (a cluster built, its add-ons Ready) to the forge as a
+# commit status on the commit it applied. The token Secret is created once, at bootstrap.
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata:
+  name: fleet-forge
+  namespace: flux-system
+spec:
+  type: github
+  address: {address}
+  secretRef:
+    name: {token}
+  commitStatusExpr: "'{prefix}' + event.involvedObject.name"
+---
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata:
+  name: fleet-health
+  namespace: flux-system
+spec:
+  providerRef:
+    name: fleet-forge
+  eventSeverity: info
+  eventSources:
+    - kind: Kustomization
+      name: "*"
+"""
+
 _KUSTOMIZATION = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - gitrepository.yaml
+  - health.yaml
 secretGenerator:
   - name: {secret}
     namespace: flux-system

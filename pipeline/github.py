@@ -56,6 +56,12 @@ class PullRequest:
 
 
 @dataclass(frozen=True)
+class CommitStatus:
+    state: str  # error, failure, pending or success
+    description: str
+
+
+@dataclass(frozen=True)
 class Review:
     user: str
     state: str
@@ -170,6 +176,20 @@ class Client:
         while url is not None:
             response = self._call("GET", url, f"{owner}/{repo}", number=number)
             found.extend(_review(item) for item in response.data)
+            url = self._next_page(response.headers.get("Link"))
+        return found
+
+    def commit_statuses(self, owner: str, repo: str, ref: str) -> dict[str, CommitStatus]:
+        """The latest status of each context on a commit (GitHub's combined status), every page of it."""
+        found: dict[str, CommitStatus] = {}
+        slug = f"{owner}/{repo}"
+        url: str | None = self._url(f"/repos/{slug}/commits/{ref}/status", {"per_page": "100"})
+        while url is not None:
+            response = self._call("GET", url, slug)
+            for item in response.data.get("statuses", []):
+                found.setdefault(
+                    str(item["context"]), CommitStatus(str(item["state"]), str(item.get("description") or ""))
+                )
             url = self._next_page(response.headers.get("Link"))
         return found
 

@@ -1,7 +1,8 @@
-"""The fleet at a glance: each cluster's commit and signature, review branch, state serial and last run.
+"""The fleet at a glance: each cluster's commit and signature, review branch, state serial, last run and health.
 
 Everything is read, nothing written: one clone of the fleet for the whole listing, the state
-serial straight from the state object in S3 (no Terraform run), the last run from the journal.
+serial straight from the state object in S3 (no Terraform run), the last run from the journal,
+the health from the commit statuses Flux posted on main's head (one forge call for the fleet).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pipeline import aws, fleet, git, journal, network
+from pipeline import aws, fleet, git, health, journal, network
 from pipeline.commit import review_branch
 from pipeline.config import Settings
 from pipeline.errors import BadInput, PipelineError, SigningError
@@ -57,6 +58,8 @@ class ClusterStatus:
     state_serial: int | None  # None: no state yet, or unknown when state_unknown says why
     state_unknown: str | None
     last_run: LastRun | None
+    health: health.State  # as Flux reported it on main's head: ready, not-ready, reconciling or unknown
+    health_detail: str  # what Flux said, or why the health is unknown
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,11 @@ def fleet_status(settings: Settings, access_for: AccessFor) -> tuple[ClusterStat
     with git.clone(settings.fleet) as checkout:
         entries = _entries(checkout)
         signatures = _signatures(checkout)
-        return tuple(_status(settings, name, entry, signatures, locate) for name, entry in entries.items())
+        reported = health.read(settings, git.head_of(checkout, fleet.MAIN), entries)
+        return tuple(
+            _status(settings, name, entry, signatures, locate, reported=reported[name])
+            for name, entry in entries.items()
+        )
 
 
 def cluster_status(settings: Settings, name: str, access_for: AccessFor) -> ClusterStatus:
@@ -88,7 +95,10 @@ def cluster_status(settings: Settings, name: str, access_for: AccessFor) -> Clus
         if name not in entries:
             known = ", ".join(entries) or "none"
             raise BadInput(f"cluster '{name}' is not in the fleet {settings.fleet} (known: {known}); check the name")
-        return _status(settings, name, entries[name], _signatures(checkout), _locator(settings, access_for))
+        reported = health.read(settings, git.head_of(checkout, fleet.MAIN), [name])[name]
+        return _status(
+            settings, name, entries[name], _signatures(checkout), _locator(settings, access_for), reported=reported
+        )
 
 
 def to_json(status: ClusterStatus | tuple[ClusterStatus, ...]) -> str:
@@ -103,6 +113,8 @@ def _status(
     entry: _Entry,
     signature_of: Callable[[str], str],
     locate: Callable[[str], _Location],
+    *,
+    reported: health.Health,
 ) -> ClusterStatus:
     annotations = _annotations(entry.manifests)
     region = annotations.get(REGION_ANNOTATION)
@@ -118,6 +130,8 @@ def _status(
         state_serial=serial,
         state_unknown=unknown,
         last_run=_last_run(settings.journal_dir, name),
+        health=reported.state,
+        health_detail=reported.detail,
     )
 
 

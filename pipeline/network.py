@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import aws, terraform
+from pipeline import aws, machine_image, terraform
 from pipeline.config import Settings
 from pipeline.errors import BadInput, OrphanedResources, SpecError, TerraformError
 from pipeline.model import AwsAccess, Bastion, NetworkOutputs, NetworkPlan, NetworkResult, PlanSummary, Subnet
@@ -46,29 +46,28 @@ def provision(
     its outputs are taken as they are, without planning again.
     """
     account = aws.caller_identity(access)
-    zones = _zones(spec, access)
+    zones = preflight(spec, access)
     bucket = state_bucket(settings, account, access.region)
     ws = terraform.workspace(settings, spec.name, STACK, dict(access.env))
     _keep_state_location(ws.work_dir, spec.name, bucket, account)
     aws.ensure_state_bucket(access, bucket)
     var_file = _write_variables(ws.work_dir, variables(spec, zones, access))
-    terraform.init(ws, backend_config(bucket, spec.name, access), on_line)
+    terraform.init(ws, backend_config(bucket, state_key(spec.name), access), on_line)
+    state = terraform.pulled(ws)
     if done is not None:
-        reused = _reuse(ws, done)
+        reused = _reuse(state, done)
         if reused is not None:
             return reused
-    _refuse_orphans(spec.name, ws, access)
+    _refuse_orphans(spec.name, state, access)
     plan = terraform.plan(ws, var_file, on_line)
     lost = _network_losses(plan.resources)
     if lost and not force:
         raise BadInput(_replacement_refused(lost))
     if plan.changed:
         terraform.apply(ws, plan, on_line)
-    return NetworkResult(
-        outputs=network_outputs(terraform.outputs(ws)),
-        changes=plan.summary,
-        state_serial=terraform.state_serial(ws),
-    )
+        state = terraform.pulled(ws)
+    # A plan without changes leaves the state, and so its outputs, as they were pulled.
+    return NetworkResult(outputs=network_outputs(state.outputs), changes=plan.summary, state_serial=state.serial)
 
 
 @dataclass(frozen=True)
@@ -84,17 +83,17 @@ class Orphans:
         return ", ".join(f"{kind} {' '.join(ids)}" for kind, ids in self.resources if ids)
 
 
-def orphans(name: str, ws: terraform.Workspace, access: AwsAccess) -> Orphans:
-    tracked = terraform.tracked_ids(ws, aws.ORPHAN_TYPES)
+def orphans(name: str, state: terraform.State, access: AwsAccess) -> Orphans:
+    tracked = state.tracked_ids(aws.ORPHAN_TYPES)
     live = aws.tagged_resources(access, name)
     return Orphans(
         tuple((kind, tuple(i for i in live[kind] if i not in tracked.get(kind, ()))) for kind in aws.ORPHAN_TYPES)
     )
 
 
-def _refuse_orphans(name: str, ws: terraform.Workspace, access: AwsAccess) -> None:
+def _refuse_orphans(name: str, state: terraform.State, access: AwsAccess) -> None:
     """Applying beside orphans would build a second network; the user decides what to do with them."""
-    found = orphans(name, ws, access)
+    found = orphans(name, state, access)
     if found:
         raise OrphanedResources(
             f"{found}: tagged for cluster '{name}' but not in its Terraform state (an apply was stopped "
@@ -110,20 +109,19 @@ def remove_orphans(
     bucket = state_bucket(settings, account, region)
     _check_state_location(settings.terraform_work_dir(name), name, bucket, account)
     ws = terraform.workspace(settings, name, STACK, dict(access.env))
-    terraform.init(ws, backend_config(bucket, name, access), on_line)
-    found = orphans(name, ws, access)
+    terraform.init(ws, backend_config(bucket, state_key(name), access), on_line)
+    found = orphans(name, terraform.pulled(ws), access)
     aws.delete_resources(access, dict(found.resources))
     return found
 
 
-def _reuse(ws: terraform.Workspace, done: Mapping[str, Any]) -> NetworkResult | None:
-    serial = terraform.state_serial(ws)
-    if serial != done.get("state_serial"):
+def _reuse(state: terraform.State, done: Mapping[str, Any]) -> NetworkResult | None:
+    if state.serial != done.get("state_serial"):
         return None
-    outputs = network_outputs(terraform.outputs(ws))
+    outputs = network_outputs(state.outputs)
     if outputs.fingerprint() != done.get("outputs"):
         return None
-    return NetworkResult(outputs, PlanSummary(0, 0, 0), serial, reused=True)
+    return NetworkResult(outputs, PlanSummary(0, 0, 0), state.serial, reused=True)
 
 
 def plan(spec: ClusterSpec, access: AwsAccess, settings: Settings, on_line: LineSink | None = None) -> NetworkPlan:
@@ -134,14 +132,14 @@ def plan(spec: ClusterSpec, access: AwsAccess, settings: Settings, on_line: Line
     local state, so no bucket is created and nothing is recorded under the state dir.
     """
     account = aws.caller_identity(access)
-    zones = _zones(spec, access)
+    zones = preflight(spec, access)
     bucket = state_bucket(settings, account, access.region)
     _check_state_location(settings.terraform_work_dir(spec.name), spec.name, bucket, account)
     has_state = aws.state_exists(access, bucket, state_key(spec.name))
     with tempfile.TemporaryDirectory(prefix=f"plan-{spec.name}-") as root:
         ws = terraform.scratch_workspace(settings, STACK, Path(root), dict(access.env), local_backend=not has_state)
         var_file = _write_variables(ws.work_dir, variables(spec, zones, access))
-        terraform.init(ws, backend_config(bucket, spec.name, access) if has_state else {}, on_line)
+        terraform.init(ws, backend_config(bucket, state_key(spec.name), access) if has_state else {}, on_line)
         saved = terraform.plan(ws, var_file, on_line, lock=False)
         # From the stored state: the plan's own view re-evaluates outputs with the new variables.
         current = terraform.outputs(ws) if has_state else None
@@ -165,7 +163,7 @@ def destroy(name: str, region: str, access: AwsAccess, settings: Settings, on_li
     if not aws.state_exists(access, bucket, state_key(name)):
         return False
     ws = terraform.workspace(settings, name, STACK, dict(access.env))
-    terraform.init(ws, backend_config(bucket, name, access), on_line)
+    terraform.init(ws, backend_config(bucket, state_key(name), access), on_line)
     var_file = _write_variables(ws.work_dir, _applied_variables(ws, name, access))
     terraform.destroy(ws, var_file, on_line)
     for key in (state_key(name), lock_key(name)):
@@ -266,11 +264,18 @@ def _check_state_location(work_dir: Path, cluster: str, bucket: str, account: st
 
 
 def state_bucket(settings: Settings, account_id: str, region: str) -> str:
-    name = settings.state_bucket or f"fleet-pipeline-tfstate-{account_id}-{region}"
+    return checked_bucket(settings.state_bucket or default_bucket(account_id, region), "PIPELINE_STATE_BUCKET")
+
+
+def default_bucket(account_id: str, region: str) -> str:
+    return f"fleet-pipeline-tfstate-{account_id}-{region}"
+
+
+def checked_bucket(name: str, variable: str) -> str:
     if not _BUCKET_NAME.match(name) or ".." in name or re.match(r"^\d+\.\d+\.\d+\.\d+$", name):
         raise BadInput(
             f"state bucket name '{name}' is not a valid S3 bucket name; "
-            "set PIPELINE_STATE_BUCKET to 3-63 lowercase letters, digits, dots and hyphens"
+            f"set {variable} to 3-63 lowercase letters, digits, dots and hyphens"
         )
     return name
 
@@ -284,10 +289,10 @@ def lock_key(cluster: str) -> str:
     return f"{state_key(cluster)}.tflock"
 
 
-def backend_config(bucket: str, cluster: str, access: AwsAccess) -> dict[str, str]:
+def backend_config(bucket: str, key: str, access: AwsAccess) -> dict[str, str]:
     config = {
         "bucket": bucket,
-        "key": state_key(cluster),
+        "key": key,
         "region": access.region,
         "use_lockfile": "true",
         "encrypt": "true",
@@ -353,6 +358,13 @@ def network_outputs(stack: terraform.Outputs) -> NetworkOutputs:
         raise TerraformError(
             f"the '{STACK}' stack's outputs lack {e}; the stack and this pipeline are out of step"
         ) from None
+
+
+def preflight(spec: ClusterSpec, access: AwsAccess) -> tuple[str, ...]:
+    """What AWS can tell of the spec before anything is written: the zones it gets, and that its image boots."""
+    zones = _zones(spec, access)
+    machine_image.check(spec, access)
+    return zones
 
 
 def _zones(spec: ClusterSpec, access: AwsAccess) -> tuple[str, ...]:

@@ -6,8 +6,10 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pipeline.addons import ccm_image
 from pipeline.model import Manifests, NetworkOutputs, NetworkResult
 from pipeline.spec import ClusterSpec
+from pipeline.upgrades import version_on_main
 
 # GitHub refuses bodies over 65,536 characters; the diff gives way first.
 MAX_BODY = 65_000
@@ -63,7 +65,8 @@ def body(
     provenance: Provenance,
 ) -> str:
     statuses, diff = manifest_diff(on_main, manifests)
-    head = "\n".join([*_cluster(cluster), *_network(cluster, network), *_files(statuses), ""])
+    upgrade = _upgrade(cluster, version_on_main(on_main))
+    head = "\n".join([*_cluster(cluster), *upgrade, *_network(cluster, network), *_files(statuses), ""])
     tail = "\n".join(["", *_provenance(provenance), ""])
     return head + _diff_block(diff, MAX_BODY - len(head) - len(tail)) + tail
 
@@ -80,6 +83,18 @@ def _cluster(cluster: ClusterSpec) -> list[str]:
         f"| Kubernetes | {cluster.kubernetes_version} |",
         f"| Control plane | {cp.replicas} x {cp.instance_type} |",
         f"| Worker pools | {pools} |",
+        "",
+    ]
+
+
+def _upgrade(cluster: ClusterSpec, current: str | None) -> list[str]:
+    if current is None or current == cluster.kubernetes_version:
+        return []
+    return [
+        "## Upgrade",
+        "",
+        f"Kubernetes {current} → {cluster.kubernetes_version}: new machine templates roll the control plane, "
+        f"then each pool; the cloud-controller-manager moves to {ccm_image(cluster.kubernetes_version)} with it.",
         "",
     ]
 

@@ -18,13 +18,12 @@ from jinja2.sandbox import SandboxedEnvironment
 from pipeline import addons
 from pipeline.errors import ManifestInvalid
 from pipeline.model import Manifest, Manifests, NetworkOutputs
-from pipeline.spec import ClusterSpec, WorkerPool
+from pipeline.node_iam import CONTROL_PLANE_PROFILE, NODES_PROFILE
+from pipeline.spec import LOOKUP_FORMAT, ClusterSpec, WorkerPool
 
 # Cloud-init expands this on the instance: the AWS cloud provider needs node
 # names that equal the instance's private DNS name.
 NODE_NAME = "{{ ds.meta_data.local_hostname }}"
-CONTROL_PLANE_PROFILE = "control-plane.cluster-api-provider-aws.sigs.k8s.io"
-NODES_PROFILE = "nodes.cluster-api-provider-aws.sigs.k8s.io"
 # Pod and service ranges must not overlap the VPC; a VPC is at most a /16, so
 # one of two disjoint candidates is always free.
 POD_CIDRS = ("192.168.0.0/16", "172.16.0.0/16")
@@ -46,6 +45,23 @@ HEALTH_CHECKS = "healthchecks.yaml"
 # Cluster API's cluster-autoscaler integration reads a MachineDeployment's bounds from these.
 AUTOSCALER_MIN = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
 AUTOSCALER_MAX = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"
+
+
+# How Flux tells, from Cluster API's v1beta2 conditions, that a cluster is built (CEL, on the Cluster object).
+CLUSTER_HEALTH = {
+    "health_timeout": "45m",
+    # Neither current nor failed is in progress; every field is guarded, as a new Cluster has no status yet.
+    "cluster_current": (
+        "has(status.observedGeneration) && status.observedGeneration == metadata.generation && "
+        "has(status.conditions) && status.conditions.exists(c, c.type == 'Available' && c.status == 'True')"
+    ),
+    "cluster_failed": "has(status.phase) && status.phase == 'Failed'",
+}
+
+
+def flux_name(cluster: str) -> str:
+    """The per-cluster Flux Kustomization's name, which is also what its health is reported under."""
+    return f"cluster-{cluster}"
 
 
 # Characters JSON leaves raw that YAML reads as line breaks or refuses as unprintable.
@@ -74,7 +90,7 @@ def render(spec: ClusterSpec, outputs: NetworkOutputs, templates_dir: Path) -> M
     kustomization = env.get_template("cluster/kustomization.yaml.j2").render(context, resources=names)
     files.append(Manifest(f"{cluster_dir}/kustomization.yaml", kustomization))
     flux = env.get_template("flux/kustomization.yaml.j2").render(
-        context, flux_name=f"cluster-{spec.name}", flux_path=f"./{cluster_dir}"
+        context, flux_name=flux_name(spec.name), flux_path=f"./{cluster_dir}", **CLUSTER_HEALTH
     )
     files.append(Manifest(f"flux/clusters/{spec.name}.yaml", flux))
     return Manifests(spec.name, tuple(sorted(files, key=lambda m: m.path)))
@@ -146,6 +162,7 @@ def _context(
         "control_plane_name": f"{spec.name}-control-plane",
         "zones": ",".join(zones),
         "health_checks": spec.health_checks,
+        "image": _image(spec),
         "node_name": NODE_NAME,
         "audit": {
             "policy": (templates_dir / "cluster" / "audit-policy.yaml").read_text(encoding="utf-8"),
@@ -168,14 +185,14 @@ def _context(
                 "deployments": _deployments(spec.name, pool_name, pool, spanned, outputs.region),
             }
         )
-    context["addons"] = _addons(spec, context["pods_cidr"])
+    context["addons"] = _addons(spec, context["pods_cidr"], outputs.region)
     context["control_plane_template"] = machines[0]["name"]
     context["machines"] = machines
     context["pools"] = pools
     return context
 
 
-def _addons(spec: ClusterSpec, pods_cidr: str) -> list[dict[str, Any]]:
+def _addons(spec: ClusterSpec, pods_cidr: str, region: str) -> list[dict[str, Any]]:
     """Each add-on as Flux installs it into the workload cluster, in the order a cluster needs them.
 
     Each waits for the one before it (`dependsOn`): the CNI, then the CCM, then the CSI driver,
@@ -190,6 +207,8 @@ def _addons(spec: ClusterSpec, pods_cidr: str) -> list[dict[str, Any]]:
             "image": {"tag": addons.ccm_image(spec.kubernetes_version)},
             "args": ["--v=2", "--cloud-provider=aws", f"--cluster-name={spec.name}", "--configure-cloud-routes=false"],
             "hostNetworking": True,
+            # From the spec, so the region never depends on reaching the instance metadata service.
+            "env": [{"name": "AWS_REGION", "value": region}],
             # It initialises the nodes, so it must run on nodes that are not initialised yet.
             "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
             "tolerations": [
@@ -198,6 +217,12 @@ def _addons(spec: ClusterSpec, pods_cidr: str) -> list[dict[str, Any]]:
             ],
         },
         "awsEbsCsiDriver": {
+            # Only the control plane's role may create and attach volumes (terraform/modules/node-iam).
+            "controller": {
+                "region": region,
+                "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+                "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+            },
             "storageClasses": [
                 {
                     "name": "gp3",
@@ -206,7 +231,7 @@ def _addons(spec: ClusterSpec, pods_cidr: str) -> list[dict[str, Any]]:
                     "volumeBindingMode": "WaitForFirstConsumer",
                     "allowVolumeExpansion": True,
                 }
-            ]
+            ],
         },
     }
     chosen = {
@@ -222,6 +247,8 @@ def _addons(spec: ClusterSpec, pods_cidr: str) -> list[dict[str, Any]]:
                 "repository": entry.chart.repository,
                 "name": entry.chart.name,
                 "version": wanted.version or entry.chart.version,
+                # Their Helm repositories publish no signatures for Flux to check.
+                "verify": None,
             }
             installed.append(
                 {
@@ -253,6 +280,16 @@ def _addons(spec: ClusterSpec, pods_cidr: str) -> list[dict[str, Any]]:
     for before, after in itertools.pairwise(charts):
         after["depends_on"] = f"{spec.name}-{before['name']}"
     return installed
+
+
+def _image(spec: ClusterSpec) -> dict[str, str]:
+    """The AWSMachineTemplate fields that choose the image; none: Cluster API AWS's own lookup."""
+    if spec.image is None:
+        return {}
+    if spec.image.lookup is None:
+        return {"ami_id": (spec.image.ami or {})[spec.region]}
+    lookup = spec.image.lookup
+    return {"org": lookup.org, "base_os": lookup.base_os, "format": lookup.format or LOOKUP_FORMAT}
 
 
 def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -294,10 +331,12 @@ def _share(total: int, index: int, count: int) -> int:
 def _machine(
     env: SandboxedEnvironment, context: Mapping[str, Any], role: str, instance_type: str, profile: str
 ) -> dict[str, str]:
-    """An AWSMachineTemplate's values, named after a hash of the spec they render to."""
+    """An AWSMachineTemplate's values, named after a hash of the spec they render to and the Kubernetes
+    version its machines run: an upgrade is new templates, as the image is chosen for each version."""
     machine = {"instance_type": instance_type, "iam_instance_profile": profile}
     rendered = env.get_template("cluster/awsmachinetemplate-spec.yaml.j2").render(context, machine=machine)
-    canonical = json.dumps(yaml.safe_load(rendered), sort_keys=True, separators=(",", ":"))
+    named = {"spec": yaml.safe_load(rendered), "kubernetesVersion": context["kubernetes_version"]}
+    canonical = json.dumps(named, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:8]
     return {**machine, "name": f"{context['name']}-{role}-{digest}"}
 

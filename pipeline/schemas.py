@@ -22,6 +22,7 @@ CAPA = ("kubernetes-sigs/cluster-api-provider-aws", "2cf09d78547d32975570a4b9ba5
 SOURCE_CONTROLLER = ("fluxcd/source-controller", "092bcff3c9c3f258a44310507201d295ff294ba6")  # v1.9.1
 KUSTOMIZE_CONTROLLER = ("fluxcd/kustomize-controller", "1324b615da01038e2859cbcde604bd5434f21933")  # v1.9.4
 HELM_CONTROLLER = ("fluxcd/helm-controller", "372c34e2b4a455d24ef6cbb8321c82c4533dbbd8")  # v1.6.3
+NOTIFICATION_CONTROLLER = ("fluxcd/notification-controller", "0b6fcb118ea64a36d7ca7d29904e4f5075be87bc")  # v1.9.3
 UPSTREAM = "https://raw.githubusercontent.com"
 
 Schema = Mapping[str, Any]
@@ -110,6 +111,18 @@ PINNED: tuple[PinnedCrd, ...] = (
         "helm.toolkit.fluxcd.io/helm.toolkit.fluxcd.io_helmreleases.yaml",
         "aa8638ac68465ceac1f93a617baf5be833c589c51fd78a7384a4a274c252becc",
     ),
+    PinnedCrd(
+        NOTIFICATION_CONTROLLER,
+        "config/crd/bases/notification.toolkit.fluxcd.io_providers.yaml",
+        "notification.toolkit.fluxcd.io/notification.toolkit.fluxcd.io_providers.yaml",
+        "243ad33ac88ed965c6cd72b342dc5a93ecf5eefde2e03f4c2ea026b52d872135",
+    ),
+    PinnedCrd(
+        NOTIFICATION_CONTROLLER,
+        "config/crd/bases/notification.toolkit.fluxcd.io_alerts.yaml",
+        "notification.toolkit.fluxcd.io/notification.toolkit.fluxcd.io_alerts.yaml",
+        "2b8f79249b39881bd23c49868f114c44c6e632dfcda451da576adfa16c64226f",
+    ),
 )
 
 # Kubernetes validates ObjectMeta itself; the CRDs only say `type: object`.
@@ -127,7 +140,8 @@ _OBJECT_META: Schema = {
     "additionalProperties": False,
 }
 
-# OpenAPI keywords that carry no constraint jsonschema can check (CEL rules need an apiserver).
+# OpenAPI keywords that carry no constraint jsonschema can check. The CEL rules (x-kubernetes-validations)
+# stay: jsonschema passes over them, and cel_rules reads them from where they apply.
 _DROPPED = frozenset(
     {
         "description",
@@ -141,7 +155,6 @@ _DROPPED = frozenset(
         "x-kubernetes-list-type",
         "x-kubernetes-map-type",
         "x-kubernetes-preserve-unknown-fields",
-        "x-kubernetes-validations",
     }
 )
 

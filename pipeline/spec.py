@@ -40,6 +40,8 @@ Endpoint = Literal[
 ]  # fmt: skip
 KNOWN_ENDPOINTS: tuple[str, ...] = get_args(Endpoint)
 NatMode = Literal["single", "per-zone"]
+# Cluster API AWS's default name pattern for looked-up images; K8sVersion comes without its "v".
+LOOKUP_FORMAT = "capa-ami-{{.BaseOS}}-?{{.K8sVersion}}-*"
 _SUPPORTED = ", ".join(f"v1.{minor}.x" for minor in SUPPORTED_MINORS)
 _DNS_LABEL_FIX = "use lowercase letters, digits and '-', starting and ending with a letter or digit"
 _OPEN_SSH_FIX = "list your own CIDRs, or set bastion.allowOpenSSH: true to accept that"
@@ -103,6 +105,15 @@ Zone = Annotated[
     ),
 ]
 Seconds = Annotated[int, Strict(), Field(ge=30, le=86400)]
+Region = Annotated[
+    str,
+    Form(
+        r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]",
+        "'{}' is not an AWS region",
+        "use a region such as us-east-1",
+        "eu-west-1",
+    ),
+]
 
 
 class NetworkSpec(SpecModel):
@@ -235,6 +246,19 @@ class DefaultAddon(SpecModel):
     """Helm values merged over the pipeline's own."""
 
 
+class ChartSignature(SpecModel):
+    provider: Literal["cosign", "notation"] = "cosign"
+    """How upstream signs the chart."""
+    secret_ref: (
+        Annotated[
+            str,
+            Form(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", "'{}' is not a Secret name", _DNS_LABEL_FIX, "chart-keys", 253),
+        ]
+        | None
+    ) = None  # fmt: skip
+    """A Secret in the cluster's namespace with the trusted public keys; omitted with cosign: keyless."""
+
+
 class ChartSource(SpecModel):
     repository: Annotated[
         str,
@@ -252,6 +276,14 @@ class ChartSource(SpecModel):
     ]
     version: ChartVersion
     """The chart's version, pinned."""
+    verify: ChartSignature | None = None
+    """Have Flux verify the chart's signature before installing it (an oci:// chart only)."""
+
+    @model_validator(mode="after")
+    def _verified_from_oci(self) -> Self:
+        if self.verify is not None and not self.repository.startswith("oci://"):
+            raise refuse("Flux verifies the signatures of OCI charts only", "use the chart's oci:// address", "verify")
+        return self
 
 
 class ExtraAddon(SpecModel):
@@ -320,6 +352,57 @@ class HealthChecks(SpecModel):
     """How long a Node may be not Ready (or unknown) before its machine is replaced."""
 
 
+class ImageLookup(SpecModel):
+    org: Annotated[
+        str,
+        Form(r"[0-9]{12}", "'{}' is not an AWS account id", "give the 12 digits of the images' owner", "258751437250"),
+    ]
+    """The AWS account that publishes the images."""
+    base_os: Annotated[
+        str,
+        Form(r"[a-z0-9][-a-z0-9.]*", "'{}' is not a base OS name", "use one such as ubuntu-24.04", "ubuntu-24.04"),
+    ] = Field(default="ubuntu-24.04", validation_alias="baseOS", serialization_alias="baseOS")
+    """The base operating system in the images' names."""
+    format: (
+        Annotated[
+            str,
+            Form(r"[!-~]{1,128}", "is not an image name pattern", "use one such as " + LOOKUP_FORMAT, LOOKUP_FORMAT),
+        ]
+        | None
+    ) = None  # fmt: skip
+    """The images' name pattern with {{.BaseOS}} and {{.K8sVersion}}; omitted: Cluster API AWS's own."""
+
+
+class ImageSpec(SpecModel):
+    ami: (
+        Annotated[
+            dict[
+                Region,
+                Annotated[
+                    str,
+                    Form(
+                        r"ami-([0-9a-f]{8}|[0-9a-f]{17})",
+                        "'{}' is not an AMI id",
+                        "use the image's id, such as ami-0123456789abcdef0",
+                        "ami-0123456789abcdef0",
+                    ),
+                ],
+            ],
+            Field(strict=False, min_length=1),
+        ]
+        | None
+    ) = None  # fmt: skip
+    """An AMI id per region; the cluster's region must be one of them."""
+    lookup: ImageLookup | None = None
+    """Images found by owner and name, the newest for the cluster's Kubernetes version."""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        if (self.ami is None) == (self.lookup is None):
+            raise refuse("needs either ami or lookup", "give ami: {REGION: ami-...}, or lookup: {org, baseOS}")
+        return self
+
+
 class ClusterSpec(SpecModel):
     """A workload cluster: its AWS network (built by Terraform) and its Cluster API machines."""
 
@@ -337,15 +420,7 @@ class ClusterSpec(SpecModel):
         ),
     ]
     """The cluster's name, NAME on the command line when left out; at most 22 characters, for AWS's names."""
-    region: Annotated[
-        str,
-        Form(
-            r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]",
-            "'{}' is not an AWS region",
-            "use a region such as us-east-1",
-            "eu-west-1",
-        ),
-    ] = "us-east-1"
+    region: Region = "us-east-1"
     """The AWS region of the network and the machines."""
     kubernetes_version: Annotated[
         str,
@@ -363,6 +438,8 @@ class ClusterSpec(SpecModel):
     workers: Annotated[tuple[WorkerPool, ...], Field(strict=False)] = (WorkerPool(name="default", replicas=2),)
     """Pools of worker machines, each a MachineDeployment per zone."""
     health_checks: Annotated[HealthChecks, NullIs({})] = HealthChecks()
+    image: ImageSpec | None = None
+    """The machines' image; omitted: Cluster API AWS looks up its community images, not meant for production."""
     addons: Annotated[Addons, NullIs({})] = Addons()
     """What the cluster needs to become Ready, installed by Flux through the cluster's kubeconfig Secret."""
     ssh_key_name: Annotated[
@@ -389,6 +466,13 @@ class ClusterSpec(SpecModel):
         if duplicate is not None:
             raise refuse(f"two pools are named '{duplicate}'", "give each pool its own name")
         return pools
+
+    @model_validator(mode="after")
+    def _image_in_region(self) -> Self:
+        ami = None if self.image is None else self.image.ami
+        if ami is not None and self.region not in ami:
+            raise refuse(f"has no AMI for {self.region}", f"add {self.region}: ami-...", "image", "ami")
+        return self
 
     def fingerprint(self) -> str:
         return fingerprint(self.model_dump())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import re
 import shlex
@@ -31,6 +32,7 @@ MIRROR_CANDIDATES = (
 )
 _AWS_PROVIDER = Path("registry.terraform.io") / "hashicorp" / "aws"
 _PLAN_FILE = "network.tfplan"
+_INIT_RECORD = "pipeline-init.sha256"
 # Fail at once on a held lock: waiting hides a dead run's lock, reporting it gets it released.
 LOCK_TIMEOUT = "0s"
 _LOCK_ID = re.compile(r"^\s*ID:\s*(\S+)", re.MULTILINE)
@@ -165,6 +167,11 @@ def _workspace(
 
 
 def init(ws: Workspace, backend_config: Mapping[str, str], on_line: LineSink | None = None) -> None:
+    """Initialise the work dir, unless it already is for this very backend, stack and lock file."""
+    wanted = _init_fingerprint(ws, backend_config)
+    record = ws.data_dir / _INIT_RECORD
+    if _initialised(ws, record, wanted):
+        return
     # -reconfigure: the local endpoint's address changes between sessions; the bucket and key
     # stay derived from the cluster, so this never points a cluster at another's state.
     # -lockfile=readonly: the committed lock file is shared by every cluster; never rewrite it.
@@ -179,6 +186,31 @@ def init(ws: Workspace, backend_config: Mapping[str, str], on_line: LineSink | N
             lockfile="readonly",
             backend_config=dict(backend_config),
         )
+    record.write_text(wanted)
+
+
+def _init_fingerprint(ws: Workspace, backend_config: Mapping[str, str]) -> str:
+    """What `init` depends on: the backend settings, the CLI config, and the stack's own files (its
+    module calls and the provider lock file); the modules' contents are read in place at each run."""
+    digest = hashlib.sha256(json.dumps(sorted(backend_config.items())).encode())
+    cli_config = Path(dict(ws.env).get("TF_CLI_CONFIG_FILE", ""))
+    digest.update(cli_config.read_bytes() if cli_config.is_file() else b"")
+    for path in sorted(ws.config_dir.iterdir()):
+        if path.is_file():
+            digest.update(f"\0{path.name}\0".encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _initialised(ws: Workspace, record: Path, wanted: str) -> bool:
+    """The work dir was initialised for `wanted`, and what that init left is still there."""
+    try:
+        if record.read_text() != wanted:
+            return False
+    except OSError:
+        return False
+    providers = list((ws.data_dir / "providers").glob("*/*/*/*/*/terraform-provider-*"))
+    # A provider is a link into the shared plugin cache, which may have been emptied since.
+    return (ws.data_dir / "terraform.tfstate").is_file() and bool(providers) and all(p.exists() for p in providers)
 
 
 @contextmanager
@@ -193,10 +225,17 @@ def _cache_lock(cache: Path | None) -> Iterator[None]:
         yield
 
 
-def plan(ws: Workspace, var_file: Path, on_line: LineSink | None = None, *, lock: bool = True) -> Plan:
+def plan(
+    ws: Workspace,
+    var_file: Path,
+    on_line: LineSink | None = None,
+    *,
+    lock: bool = True,
+    lock_timeout: str = LOCK_TIMEOUT,
+) -> Plan:
     """A saved plan. `lock=False` for a plan that is only shown: a plan never writes the state,
     and the lock file it would take leaves versions behind in a versioned bucket."""
-    locking: dict[str, object] = {"lock_timeout": LOCK_TIMEOUT} if lock else {"lock": False}
+    locking: dict[str, object] = {"lock_timeout": lock_timeout} if lock else {"lock": False}
     result = _run(
         ws,
         "plan",
@@ -209,13 +248,11 @@ def plan(ws: Workspace, var_file: Path, on_line: LineSink | None = None, *, lock
         var_file=str(var_file),
         **locking,
     )
+    if result.returncode == 0:
+        # No changes at all (-detailed-exitcode): nothing for `show -json` to describe.
+        return Plan(PlanSummary(0, 0, 0), changed=False, file=ws.plan_file, resources=())
     shown = json.loads(_run(ws, "show", None, str(ws.plan_file), json=IsFlagged).stdout)
-    return Plan(
-        summary_of(shown),
-        changed=result.returncode == 2,
-        file=ws.plan_file,
-        resources=resource_changes(shown),
-    )
+    return Plan(summary_of(shown), changed=True, file=ws.plan_file, resources=resource_changes(shown))
 
 
 def summary_of(plan_json: Mapping[str, Any]) -> PlanSummary:
@@ -257,7 +294,7 @@ def _replaced_by(rc: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
     return tuple(found)
 
 
-def apply(ws: Workspace, saved: Plan, on_line: LineSink | None = None) -> None:
+def apply(ws: Workspace, saved: Plan, on_line: LineSink | None = None, *, lock_timeout: str = LOCK_TIMEOUT) -> None:
     _run(
         ws,
         "apply",
@@ -265,7 +302,21 @@ def apply(ws: Workspace, saved: Plan, on_line: LineSink | None = None) -> None:
         str(saved.file),
         input=False,
         no_color=IsFlagged,
-        lock_timeout=LOCK_TIMEOUT,
+        lock_timeout=lock_timeout,
+    )
+
+
+def apply_unreviewed(ws: Workspace, var_file: Path, on_line: LineSink | None = None, *, lock_timeout: str) -> None:
+    """Plan and apply in one command, for a stack whose changes nobody reviews plan by plan."""
+    _run(
+        ws,
+        "apply",
+        on_line,
+        input=False,
+        no_color=IsFlagged,
+        lock_timeout=lock_timeout,
+        auto_approve=IsFlagged,
+        var_file=str(var_file),
     )
 
 
@@ -287,9 +338,39 @@ class Outputs(NamedTuple):
     sensitive: frozenset[str]  # the names of those marked sensitive; their values never leave Terraform
 
 
+class State(NamedTuple):
+    """The stack's state as one `state pull` gives it: serial, outputs and the resources it tracks."""
+
+    serial: int
+    outputs: Outputs
+    resources: tuple[Mapping[str, Any], ...]
+
+    def tracked_ids(self, resource_types: Iterable[str]) -> dict[str, frozenset[str]]:
+        """For each of `resource_types`, the ids of every managed resource of it, in any module."""
+        managed = [r for r in self.resources if r.get("mode") == "managed"]
+        return {
+            kind: frozenset(
+                str(instance["attributes"]["id"])
+                for resource in managed
+                if resource.get("type") == kind
+                for instance in resource.get("instances", [])
+            )
+            for kind in resource_types
+        }
+
+
+def pulled(ws: Workspace) -> State:
+    """The state in one call; sensitive outputs' values are only remembered, to be masked wherever they appear."""
+    raw = _state(ws)
+    return State(int(raw.get("serial", 0)), _outputs(raw.get("outputs") or {}), tuple(raw.get("resources") or ()))
+
+
 def outputs(ws: Workspace) -> Outputs:
     """The stack's outputs; a sensitive one's value is only remembered, to be masked wherever it would appear."""
-    raw = json.loads(_run(ws, "output", None, json=IsFlagged).stdout)
+    return _outputs(json.loads(_run(ws, "output", None, json=IsFlagged).stdout))
+
+
+def _outputs(raw: Mapping[str, Any]) -> Outputs:
     sensitive = {name for name, out in raw.items() if out.get("sensitive")}
     redact.register(_strings(raw[name]["value"] for name in sensitive))
     return Outputs({n: out["value"] for n, out in raw.items() if n not in sensitive}, frozenset(sensitive))
@@ -305,24 +386,6 @@ def _strings(values: Iterable[object]) -> Iterator[str]:
             yield from _strings(value)
         elif value is not None:
             yield json.dumps(value)
-
-
-def state_serial(ws: Workspace) -> int:
-    return int(_state(ws).get("serial", 0))
-
-
-def tracked_ids(ws: Workspace, resource_types: Iterable[str]) -> dict[str, frozenset[str]]:
-    """For each of `resource_types`, the ids of every managed resource of it the state holds, in any module."""
-    resources = [r for r in _state(ws).get("resources", []) if r.get("mode") == "managed"]
-    return {
-        kind: frozenset(
-            str(instance["attributes"]["id"])
-            for resource in resources
-            if resource.get("type") == kind
-            for instance in resource.get("instances", [])
-        )
-        for kind in resource_types
-    }
 
 
 def _state(ws: Workspace) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from pipeline import addons, process
+from pipeline import addons, cel_rules, process
 from pipeline.errors import CommandFailed, ManifestInvalid
-from pipeline.model import Manifests
+from pipeline.model import Manifest, Manifests
 from pipeline.schemas import Schemas
 
 VPC_CIDR_ANNOTATION = "fleet.pipeline/vpc-cidr"
@@ -46,18 +46,30 @@ class _Object:
         return f"{self.file}: {self.kind}/{self.name} {path}: {message}"
 
 
-def validate(manifests: Manifests, schemas: Schemas, fleet: Sequence[Manifests]) -> None:
-    """Raise ManifestInvalid with one line per problem; return when the cluster's files are sound."""
+def validate(manifests: Manifests, schemas: Schemas, fleet: Sequence[Manifests]) -> tuple[str, ...]:
+    """Raise ManifestInvalid with one line per problem; when the cluster's files are sound, the CEL rules
+    that could not be judged offline, one line each, for the caller to show."""
     findings: list[str] = []
+    unchecked: set[str] = set()
     objects = list(_objects(manifests, findings))
     for obj in objects:
-        findings.extend(_check_object(obj, schemas))
+        findings.extend(_check_object(obj, schemas, unchecked))
     findings.extend(_check_failure_domains(objects))
     findings.extend(_check_ready(manifests.cluster, objects))
     findings.extend(_check_kustomize(manifests))
     findings.extend(_check_fleet(manifests, objects, fleet))
     if findings:
         raise ManifestInvalid(findings)
+    return tuple(sorted(unchecked))
+
+
+def schema_findings(files: Mapping[str, str], schemas: Schemas) -> list[str]:
+    """Each object of loose YAML files (the fleet's own flux/system) against its schema, one line per problem."""
+    findings: list[str] = []
+    loose = Manifests("", tuple(Manifest(path, text) for path, text in sorted(files.items()) if path.endswith(".yaml")))
+    for obj in list(_objects(loose, findings)):
+        findings.extend(_check_object(obj, schemas, set()))
+    return findings
 
 
 def vpc_cidr(manifests: Manifests) -> str | None:
@@ -85,7 +97,7 @@ def _objects(manifests: Manifests, findings: list[str]) -> Iterator[_Object]:
             yield _Object(manifest.path, doc)
 
 
-def _check_object(obj: _Object, schemas: Schemas) -> Iterator[str]:
+def _check_object(obj: _Object, schemas: Schemas, unchecked: set[str]) -> Iterator[str]:
     api_version, kind = obj.body.get("apiVersion"), obj.body.get("kind")
     if not isinstance(api_version, str) or not api_version:
         yield obj.finding(".apiVersion", "missing")
@@ -109,6 +121,12 @@ def _check_object(obj: _Object, schemas: Schemas) -> Iterator[str]:
     errors = sorted(validator.iter_errors(obj.body), key=lambda e: (_json_path(e.absolute_path), e.message))
     for error in errors:
         yield from _describe(obj, error)
+    if errors:
+        return
+    judged = cel_rules.evaluate(obj.body, schema)
+    for path, message in judged.failures:
+        yield obj.finding(path, message)
+    unchecked.update(f"{kind} {path}: {rule} ({why})" for path, rule, why in judged.unevaluated)
 
 
 def _describe(obj: _Object, error: jsonschema.ValidationError) -> Iterator[str]:

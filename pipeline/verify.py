@@ -13,13 +13,13 @@ from typing import Any
 
 import yaml
 
-from pipeline import fleet, git, process
+from pipeline import fleet, git, process, upgrades
 from pipeline.config import Settings
 from pipeline.errors import CommandFailed, ManifestInvalid, SigningError
 from pipeline.model import Manifests
 from pipeline.schemas import Schemas
 from pipeline.signing import verify_commit
-from pipeline.validate import validate
+from pipeline.validate import schema_findings, validate
 
 _FLUX_KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/"
 _FLUX_SOURCE = {"kind": "GitRepository", "name": "fleet"}  # the verified source fleet.py creates
@@ -32,6 +32,7 @@ class Verification:
     signer: str | None  # fingerprint of the trusted key that signed it
     clusters: tuple[str, ...]
     findings: tuple[str, ...]  # one line each; none means Flux would apply this head as it is
+    unchecked: tuple[str, ...] = ()  # CEL rules that only the API server can judge, one line each
 
 
 def verify_fleet(settings: Settings, schemas: Schemas, ref: str = fleet.MAIN) -> Verification:
@@ -44,12 +45,18 @@ def verify_fleet(settings: Settings, schemas: Schemas, ref: str = fleet.MAIN) ->
             return Verification(ref, head, None, (), (f"{settings.fleet}: no branch '{missing}'",))
         signer, findings = _signer(checkout, head, main_head)
         clusters = fleet.clusters_at(checkout, head)
+        on_main = () if head == main_head else fleet.clusters_at(checkout, main_head)
         system = git.read_tree(checkout, head, fleet.SYSTEM_DIR)
         flux = git.read_tree(checkout, head, fleet.FLUX_CLUSTERS_DIR)
-    findings.extend(_check_clusters(clusters, schemas))
+    unchecked: set[str] = set()
+    findings.extend(_check_clusters(clusters, schemas, unchecked))
+    findings.extend(_check_upgrades(clusters, on_main))
     findings.extend(_kustomize_build(system, fleet.SYSTEM_DIR))
+    findings.extend(schema_findings(system, schemas))
     findings.extend(_check_flux_clusters(flux, [c.cluster for c in clusters]))
-    return Verification(ref, head, signer, tuple(c.cluster for c in clusters), tuple(findings))
+    return Verification(
+        ref, head, signer, tuple(c.cluster for c in clusters), tuple(findings), tuple(sorted(unchecked))
+    )
 
 
 def _signer(checkout: git.Checkout, head: str, main_head: str) -> tuple[str | None, list[str]]:
@@ -60,7 +67,7 @@ def _signer(checkout: git.Checkout, head: str, main_head: str) -> tuple[str | No
         return None, [str(err)]
 
 
-def _check_clusters(clusters: Sequence[Manifests], schemas: Schemas) -> Iterator[str]:
+def _check_clusters(clusters: Sequence[Manifests], schemas: Schemas, unchecked: set[str]) -> Iterator[str]:
     """Each cluster against the schemas, kustomize and the clusters before it.
 
     Checking a cluster only against those sorted before it visits each pair once, so a
@@ -68,9 +75,20 @@ def _check_clusters(clusters: Sequence[Manifests], schemas: Schemas) -> Iterator
     """
     for index, cluster in enumerate(clusters):
         try:
-            validate(cluster, schemas, clusters[:index])
+            unchecked.update(validate(cluster, schemas, clusters[:index]))
         except ManifestInvalid as invalid:
             yield from invalid.findings
+
+
+def _check_upgrades(clusters: Sequence[Manifests], on_main: Sequence[Manifests]) -> Iterator[str]:
+    """Each cluster's Kubernetes version against main's: the control plane moves one minor up at a time."""
+    before = {m.cluster: upgrades.version_on_main({f.path: f.content for f in m.files}) for m in on_main}
+    for cluster in clusters:
+        current = before.get(cluster.cluster)
+        wanted = upgrades.version_on_main({f.path: f.content for f in cluster.files})
+        refused = None if current is None or wanted is None else upgrades.refusal(wanted, current)
+        if refused is not None:
+            yield f"{fleet.CLUSTERS_DIR}{cluster.cluster}: {refused[0]}; {refused[1]}"
 
 
 def _kustomize_build(files: Mapping[str, str], folder: str) -> Iterator[str]:

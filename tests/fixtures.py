@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -32,6 +33,19 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server on a free loopback port for the whole session, stopped at the end."""
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def own_moto_endpoint() -> Iterator[str]:
+    """A moto server for one test: an AWS account that no other test has touched (IAM is account-wide)."""
+    with moto_server() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
     port = free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(

@@ -94,6 +94,7 @@ class FakeGitHub:
         self.heads: dict[str, str] = {}
         self.resolve_head = resolve_head or self.heads.get
         self.pulls: dict[int, _Pull] = {}
+        self.statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (repo, sha) -> newest first
         self.requests: list[Recorded] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
@@ -195,6 +196,9 @@ class FakeGitHub:
         if version is not None and version not in API_VERSIONS:
             raise _problem(400, f"Unsupported 'X-GitHub-Api-Version' header: {version}")
         user = self._user(headers.get("authorization", ""))
+        status = re.fullmatch(r"/repos/([^/]+/[^/]+)/(?:statuses/([0-9a-f]{40})|commits/([^/]+)/status)", path)
+        if status is not None and status[1] in self.repos:
+            return self._statuses(method, path, query, status, user=user, payload=payload)
         found = re.fullmatch(r"/repos/([^/]+/[^/]+)/(pulls|issues)(?:/(\d+)(?:/(\w+))?)?", path)
         if found is None or found[1] not in self.repos:
             raise _problem(404, "Not Found")
@@ -221,6 +225,56 @@ class FakeGitHub:
         if route == ("GET", "pulls", "reviews"):
             return self._page(path, query, pull.reviews)
         raise _problem(404, "Not Found")
+
+    def _statuses(
+        self, method: str, path: str, query: dict[str, str], found: re.Match[str], *, user: str, payload: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        if method == "POST" and found[2] is not None:
+            return 201, self._post_status(found[1], found[2], user, payload), {}
+        if method == "GET" and found[3] is not None:
+            return self._combined_status(path, query, found[1], found[3])
+        raise _problem(404, "Not Found")
+
+    def _post_status(self, repo: str, sha: str, user: str, payload: Any) -> dict[str, Any]:
+        """POST /repos/{owner}/{repo}/statuses/{sha}, as notification-controller's github provider calls it."""
+        if not isinstance(payload, dict) or payload.get("state") not in ("error", "failure", "pending", "success"):
+            raise _problem(
+                422, "Validation Failed", errors=[{"resource": "Status", "field": "state", "code": "invalid"}]
+            )
+        self._clock += 1
+        posted = {
+            "id": self._clock,
+            "state": payload["state"],
+            "description": payload.get("description"),
+            "target_url": payload.get("target_url"),
+            "context": payload.get("context") or "default",
+            "creator": {"login": user},
+            "created_at": f"2026-01-01T00:00:{self._clock % 60:02d}Z",
+            "updated_at": f"2026-01-01T00:00:{self._clock % 60:02d}Z",
+        }
+        self.statuses.setdefault((repo, sha), []).insert(0, posted)
+        return posted
+
+    def _combined_status(
+        self, path: str, query: dict[str, str], repo: str, ref: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """GET /repos/{owner}/{repo}/commits/{ref}/status: the latest status per context, paginated."""
+        sha = ref if re.fullmatch(r"[0-9a-f]{40}", ref) else self.resolve_head(ref)
+        if sha is None:
+            raise _problem(422, f"No commit found for SHA: {ref}")
+        latest: dict[str, dict[str, Any]] = {}
+        for posted in self.statuses.get((repo, sha), []):
+            latest.setdefault(posted["context"], posted)
+        states = {s["state"] for s in latest.values()}
+        state = (
+            "failure"
+            if states & {"error", "failure"}
+            else "pending"
+            if not states or "pending" in states
+            else "success"
+        )
+        code, page, extra = self._page(path, query, list(latest.values()))
+        return code, {"state": state, "sha": sha, "total_count": len(latest), "statuses": page}, extra
 
     def _user(self, authorization: str) -> str:
         if not authorization:

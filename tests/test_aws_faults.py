@@ -316,25 +316,24 @@ def test_new_cluster_against_a_throttling_endpoint_exits_blocked_in_one_line(
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     assert errors == [
-        "error: sts:GetCallerIdentity on the current credentials failed: throttled (Throttling: Rate exceeded) "
-        f"after {aws.MAX_ATTEMPTS} attempts at {proxy.url}; {AGAIN}"
+        "error: ec2:DescribeAvailabilityZones on us-east-1 failed: throttled "
+        f"(RequestLimitExceeded: Request limit exceeded.) after {aws.MAX_ATTEMPTS} attempts at {proxy.url}; {AGAIN}"
     ]
     assert result.stderr.splitlines()[-1] == errors[0]
-    assert took < THROTTLED_BOUND + 30  # plus starting Python, cloning the fleet and claiming a CIDR
-    assert [s.service for s in proxy.signed()] == ["sts"] * aws.MAX_ATTEMPTS  # the first AWS call, nothing after
+    assert took < THROTTLED_BOUND + 30  # plus starting Python
+    # The pre-flight's first AWS call, nothing after it.
+    assert [s.service for s in proxy.signed()] == ["ec2"] * aws.MAX_ATTEMPTS
     assert not settings.terraform_work_dir("demo").exists()  # Terraform never ran
-    # Nothing is committed or pushed: the one ref added is the VPC CIDR claim, taken before any AWS call.
-    after = set(fleet_refs(settings.fleet).splitlines())
-    claims = sorted(ref.split()[0] for ref in after - before)
-    assert before <= after and [claim.startswith("refs/fleet/cidr/") for claim in claims] == [True]
+    # The pre-flight runs before the fleet is touched: no commit, no push, no CIDR claim.
+    assert set(fleet_refs(settings.fleet).splitlines()) == before
 
-    again = new_cluster()  # still throttled: the re-run holds the same claim and adds nothing
+    again = new_cluster()  # still throttled, and still nothing written
     assert again.returncode == EXIT_BLOCKED
-    assert set(fleet_refs(settings.fleet).splitlines()) == after
+    assert set(fleet_refs(settings.fleet).splitlines()) == before
     record_property(
         "outcome",
-        f"exit {result.returncode} in {took:.1f}s, {aws.MAX_ATTEMPTS} sts attempts counted at the proxy, "
-        f"{errors[0][:60]}...; fleet: no branch or commit, only the CIDR claim {claims[0]}, reused by a re-run",
+        f"exit {result.returncode} in {took:.1f}s, {aws.MAX_ATTEMPTS} ec2 attempts counted at the proxy, "
+        f"{errors[0][:60]}...; fleet: no ref added, by this run or its re-run",
     )
 
 

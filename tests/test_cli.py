@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 
 from pipeline import journal
@@ -250,3 +251,32 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path: Path, reco
     assert not list((state / "runs").glob("*.tmp"))
     assert not (tmp_path / "fleet.git").exists()
     record_property("outcome", f"{observed(result)}; no partial journal file, no fleet, no crash log")
+
+
+@pytest.mark.reliability("bad input", "new-cluster with image.ami naming an AMI the region does not have")
+def test_an_ami_that_does_not_exist_is_one_line_exit_2_before_anything_is_written(
+    tmp_path: Path, moto_endpoint: str, record_property
+):
+    (tmp_path / "demo.yaml").write_text("name: demo\nimage:\n  ami:\n    us-east-1: ami-0123456789abcdef0\n")
+    result = run_cli(
+        tmp_path,
+        "new-cluster",
+        "demo",
+        "--spec",
+        "demo.yaml",
+        env={"PIPELINE_AWS_ENDPOINT": moto_endpoint, "PIPELINE_STATE_BUCKET": "never-made"},
+    )
+    record_property("outcome", observed(result))
+
+    assert result.returncode == EXIT_BAD_INPUT
+    assert result.stderr.strip().splitlines() == [
+        "error: spec field 'image.ami.us-east-1': ami-0123456789abcdef0 does not exist in us-east-1; "
+        "give an AMI id of that region"
+    ]
+    # The run's journal says it failed; no fleet, no claim, no Terraform work dir, no state bucket.
+    assert not (tmp_path / "fleet.git").exists()
+    assert not (tmp_path / ".pipeline" / "terraform").exists()
+    s3 = boto3.client(
+        "s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    assert "never-made" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}

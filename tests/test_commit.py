@@ -71,6 +71,7 @@ def test_a_change_replaces_the_clusters_files(settings: config.Settings, fleet_s
         "clusters/demo/kustomization.yaml",
         "flux/clusters/demo.yaml",
         "flux/system/gitrepository.yaml",
+        "flux/system/health.yaml",
         f"flux/system/keys/{fleet_signer.fingerprint}.asc",
         "flux/system/kustomization.yaml",
     ]

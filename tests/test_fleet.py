@@ -22,6 +22,7 @@ def test_creates_the_layout_with_a_signed_main(settings: config.Settings, signer
         ".github/workflows/verify.yml",
         "README.md",
         "flux/system/gitrepository.yaml",
+        "flux/system/health.yaml",
         f"flux/system/keys/{signer.fingerprint}.asc",
         "flux/system/kustomization.yaml",
     ]

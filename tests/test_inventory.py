@@ -102,6 +102,8 @@ def test_lists_a_landed_signed_cluster_with_its_serial_and_an_unlanded_one_with_
         state_serial=7,
         state_unknown=None,
         last_run=None,
+        health="unknown",
+        health_detail="the fleet is not on a forge that Flux reports to; set PIPELINE_GITHUB_REPO when it is",
     )
     assert (other.commit, other.signature) == (None, None)
     assert (other.review_branch, other.review_head) == ("cluster/other", proposed)
@@ -109,7 +111,7 @@ def test_lists_a_landed_signed_cluster_with_its_serial_and_an_unlanded_one_with_
     assert (other.state_serial, other.state_unknown) == (None, None)  # no state object yet
 
     assert list_clusters.run(False, with_moto) == 0
-    header, demo_row, other_row = capsys.readouterr().out.splitlines()
+    header, demo_row, other_row, unknown = capsys.readouterr().out.splitlines()
     assert header.split()[:3] == ["NAME", "REGION", "CIDR"]
     assert demo_row.split() == [
         "demo",
@@ -119,6 +121,7 @@ def test_lists_a_landed_signed_cluster_with_its_serial_and_an_unlanded_one_with_
         fleet_signer.fingerprint[-16:],
         "-",
         "7",
+        "unknown",
         "-",
     ]
     assert other_row.split() == [
@@ -129,8 +132,13 @@ def test_lists_a_landed_signed_cluster_with_its_serial_and_an_unlanded_one_with_
         "-",
         f"cluster/other@{proposed[:12]}",
         "none",
+        "unknown",
         "-",
     ]
+    assert (
+        unknown
+        == "health unknown: the fleet is not on a forge that Flux reports to; set PIPELINE_GITHUB_REPO when it is"
+    )
 
 
 def test_a_commit_on_main_signed_by_an_untrusted_key_or_unsigned_says_so(

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline import config, local_endpoint, network, terraform
+from pipeline import config, local_endpoint, machine_image, network, terraform
 from pipeline.errors import BadInput, SpecError, StateLocked
 from pipeline.spec import BastionSpec, ClusterSpec, ControlPlaneSpec, NetworkSpec, WorkerPool
 
@@ -206,7 +206,7 @@ def test_the_network_is_built_rerun_guarded_and_destroyed(tmp_path, monkeypatch,
     assert second.state_serial == first.state_serial
 
     other = terraform.workspace(settings, _unique("other"), network.STACK, dict(access.env))
-    terraform.init(other, network.backend_config(bucket, "other", access))
+    terraform.init(other, network.backend_config(bucket, network.state_key("other"), access))
     provider = other.data_dir / "providers" / "registry.terraform.io" / "hashicorp" / "aws" / "5.100.0"
     # Linked to the shared cache, or straight to an unpacked mirror, never copied per cluster.
     assert (provider / "linux_amd64").is_symlink()
@@ -241,3 +241,80 @@ def _versions(s3, bucket: str) -> list[tuple[str, str]]:
     """Every object version and delete marker in the bucket: a write of any kind changes this."""
     listed = s3.list_object_versions(Bucket=bucket)
     return sorted((v["Key"], v["VersionId"]) for v in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])])
+
+
+def _ec2(endpoint: str) -> Any:
+    return boto3.client(
+        "ec2", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+
+
+def _amazon_image(endpoint: str, architecture: str) -> str:
+    """One of the Amazon images the moto server publishes, of that architecture."""
+    found = _ec2(endpoint).describe_images(
+        Owners=["amazon"], Filters=[{"Name": "architecture", "Values": [architecture]}]
+    )["Images"]
+    return str(found[0]["ImageId"])
+
+
+def _with_image(spec: ClusterSpec, image: dict[str, Any]) -> ClusterSpec:
+    return ClusterSpec.model_validate({**spec.model_dump(), "image": image})
+
+
+@pytest.mark.reliability("bad input", "image.ami naming an AMI that does not exist, asked of the AWS endpoint")
+def test_an_ami_that_does_not_exist_is_refused_before_terraform(tmp_path, monkeypatch, moto_endpoint, record_property):
+    settings = _settings(tmp_path, monkeypatch, moto_endpoint)
+    access = local_endpoint.ensure(settings, REGION)
+    name = _unique("noami")
+    spec = _with_image(_spec(name), {"ami": {REGION: "ami-0123456789abcdef0"}})
+
+    with pytest.raises(SpecError) as caught:
+        network.provision(spec, access, settings)
+    record_property("outcome", f"SpecError (exit {caught.value.exit_code}): {caught.value}")
+
+    assert caught.value.field == "image.ami.us-east-1"
+    assert "ami-0123456789abcdef0 does not exist in us-east-1" in str(caught.value)
+    assert not settings.terraform_work_dir(name).exists()
+
+
+def test_an_image_of_another_architecture_than_a_pool_is_refused(tmp_path, monkeypatch, moto_endpoint):
+    settings = _settings(tmp_path, monkeypatch, moto_endpoint)
+    access = local_endpoint.ensure(settings, REGION)
+    arm, x86 = _amazon_image(moto_endpoint, "arm64"), _amazon_image(moto_endpoint, "x86_64")
+
+    with pytest.raises(SpecError) as caught:
+        network.preflight(_with_image(_spec("arch"), {"ami": {REGION: arm}}), access)
+
+    assert caught.value.field == f"image.ami.{REGION}"
+    assert f"{arm} is arm64, and controlPlane.instanceType m6i.large runs x86_64" in str(caught.value)
+    assert network.preflight(_with_image(_spec("arch"), {"ami": {REGION: x86}}), access) == ("us-east-1a", "us-east-1b")
+
+
+def test_a_lookup_finds_the_newest_image_of_its_name_or_is_refused(moto_endpoint):
+    access = local_endpoint.access(local_endpoint.Endpoint(moto_endpoint, None, running=True), REGION)
+    owner, pattern = "137112412989", "{{.BaseOS}}-ami-hvm-*-x86_64-gp2"
+    published = _ec2(moto_endpoint).describe_images(
+        Owners=[owner], Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-*-x86_64-gp2"]}]
+    )["Images"]
+    newest = max(published, key=lambda image: (image["CreationDate"], image["ImageId"]))
+    lookup = {"lookup": {"org": owner, "baseOS": "amzn2", "format": pattern}}
+
+    found = machine_image.check(_with_image(_spec("lookup"), lookup), access)
+
+    assert len(published) > 1 and found is not None and found.id == newest["ImageId"]
+    with pytest.raises(SpecError) as caught:
+        machine_image.check(_with_image(_spec("lookup"), {"lookup": {"org": owner, "baseOS": "none"}}), access)
+    assert caught.value.field == "image.lookup"
+    assert f"{owner} publishes no image named capa-ami-none-?1.31.2-* in us-east-1" in str(caught.value)
+
+
+def test_an_instance_type_the_region_does_not_offer_is_refused(moto_endpoint):
+    access = local_endpoint.access(local_endpoint.Endpoint(moto_endpoint, None, running=True), REGION)
+    spec = _with_image(_spec("types"), {"ami": {REGION: _amazon_image(moto_endpoint, "x86_64")}})
+    pool = spec.workers[0].model_copy(update={"instance_type": "zz9.large"})
+
+    with pytest.raises(SpecError) as caught:
+        machine_image.check(spec.model_copy(update={"workers": (pool,)}), access)
+
+    assert caught.value.field == "workers[0].instanceType"
+    assert "zz9.large is not an instance type us-east-1 offers" in str(caught.value)

@@ -235,10 +235,25 @@ def test_flux_applies_the_cluster_directory_and_the_namespace_is_restricted():
 
     flux = docs(manifests, "flux/clusters/demo.yaml")[0]
     assert flux["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1"
-    assert flux["metadata"] == {"name": "cluster-demo", "namespace": "flux-system"}
+    assert flux["metadata"] == {
+        "name": "cluster-demo",
+        "namespace": "flux-system",
+        "labels": {"fleet.pipeline/cluster": "demo"},
+    }
     assert flux["spec"]["path"] == "./clusters/demo"
     assert flux["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "fleet"}
     assert flux["spec"]["prune"] is True
+    # It waits for the cluster and each add-on, and that health is what Flux reports to the forge.
+    assert flux["spec"]["wait"] is False and flux["spec"]["timeout"] == "45m"
+    assert [(c["kind"], c["name"]) for c in flux["spec"]["healthChecks"]] == [
+        ("Cluster", "demo"),
+        ("HelmRelease", "demo-cilium"),
+        ("HelmRelease", "demo-aws-cloud-controller-manager"),
+        ("HelmRelease", "demo-aws-ebs-csi-driver"),
+    ]
+    [cluster_health] = flux["spec"]["healthCheckExprs"]
+    assert (cluster_health["apiVersion"], cluster_health["kind"]) == ("cluster.x-k8s.io/v1beta2", "Cluster")
+    assert "c.type == 'Available' && c.status == 'True'" in cluster_health["current"]
     namespace = docs(manifests, "clusters/demo/namespace.yaml")[0]
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert {d["metadata"]["namespace"] for d in by_kind(manifests, "MachineDeployment")} == {"demo"}
@@ -344,6 +359,11 @@ def test_the_add_ons_go_to_the_workload_cluster_in_order_with_the_ccm_of_its_min
     [gp3] = found["demo-aws-ebs-csi-driver"]["spec"]["values"]["storageClasses"]
     assert gp3["parameters"] == {"type": "gp3", "encrypted": "true"}
     assert gp3["annotations"] == {"storageclass.kubernetes.io/is-default-class": "true"}
+    # Where the node IAM gives volume rights: the control plane.
+    csi_controller = found["demo-aws-ebs-csi-driver"]["spec"]["values"]["controller"]
+    assert csi_controller["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
+    assert csi_controller["region"] == "us-east-1"
+    assert ccm["values"]["env"] == [{"name": "AWS_REGION", "value": "us-east-1"}]
     sources = {s["metadata"]["name"]: s["spec"]["url"] for s in by_kind(manifests, "HelmRepository")}
     assert sources["demo-cilium"] == "https://helm.cilium.io/"
 
@@ -396,3 +416,56 @@ def test_the_spec_turns_a_default_off_pins_another_version_merges_values_and_add
     assert folder["spec"]["path"] == "./addons/baseline"
     assert folder["spec"]["kubeConfig"]["secretRef"]["name"] == "demo-kubeconfig"
     assert folder["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "fleet", "namespace": "flux-system"}
+
+
+@pytest.mark.parametrize(
+    ("image", "fields"),
+    [
+        (None, {}),
+        (
+            {"ami": {"us-east-1": "ami-0123456789abcdef0", "eu-west-1": "ami-0fedcba9876543210"}},
+            {"ami": {"id": "ami-0123456789abcdef0"}},
+        ),
+        (
+            {"lookup": {"org": "258751437250", "baseOS": "ubuntu-24.04"}},
+            {
+                "imageLookupOrg": "258751437250",
+                "imageLookupBaseOS": "ubuntu-24.04",
+                "imageLookupFormat": "capa-ami-{{.BaseOS}}-?{{.K8sVersion}}-*",
+            },
+        ),
+    ],
+    ids=["capa-default", "ami-of-the-region", "lookup"],
+)
+def test_every_machine_template_boots_the_image_the_spec_chose(image, fields):
+    spec = sample_spec()
+    if image is not None:
+        spec = type(spec).model_validate({**spec.model_dump(), "image": image})
+
+    templates = by_kind(render(spec, sample_outputs(), TEMPLATES), "AWSMachineTemplate")
+
+    chosen = {"ami", "imageLookupOrg", "imageLookupBaseOS", "imageLookupFormat"}
+    assert len(templates) == 3
+    for template in templates:
+        machine = template["spec"]["template"]["spec"]
+        assert {k: v for k, v in machine.items() if k in chosen} == fields
+
+
+def test_flux_verifies_a_signed_oci_chart_before_installing_it():
+    chart = {"repository": OCI, "name": "metrics-server", "version": "3.12.2"}
+    extra = [
+        {"name": "signed", "chart": {**chart, "verify": {"provider": "cosign"}}},
+        {"name": "keyed", "chart": {**chart, "verify": {"provider": "notation", "secretRef": "notation-keys"}}},
+        {"name": "plain", "chart": chart},
+    ]
+    addons = Addons.model_validate({"extra": extra}, by_alias=True, by_name=False)
+
+    found = releases(render(sample_spec().model_copy(update={"addons": addons}), sample_outputs(), TEMPLATES))
+
+    assert found["demo-signed"]["spec"]["chart"]["spec"]["verify"] == {"provider": "cosign"}
+    assert found["demo-keyed"]["spec"]["chart"]["spec"]["verify"] == {
+        "provider": "notation",
+        "secretRef": {"name": "notation-keys"},
+    }
+    assert "verify" not in found["demo-plain"]["spec"]["chart"]["spec"]
+    assert "verify" not in found["demo-cilium"]["spec"]["chart"]["spec"]

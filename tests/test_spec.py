@@ -171,6 +171,31 @@ BAD: list[tuple[str, str, Any, str]] = [
     ),
     ("health-check-too-short", "healthChecks", {"unhealthySeconds": 5}, "healthChecks.unhealthySeconds"),
     ("unknown-nested", "network.cidrs", "10.0.0.0/16", "network.cidrs"),
+    (
+        "addon-verify-not-oci",
+        "addons",
+        {
+            "extra": [
+                {
+                    "name": "x",
+                    "chart": {"repository": "https://c.example", "name": "x", "version": "1.0.0", "verify": {}},
+                }
+            ]
+        },
+        "addons.extra[0].chart.verify",
+    ),
+    ("image-neither", "image", {}, "image"),
+    (
+        "image-ami-and-lookup",
+        "image",
+        {"ami": {"us-east-1": "ami-0123456789abcdef0"}, "lookup": {"org": "258751437250"}},
+        "image",
+    ),
+    ("image-ami-not-an-id", "image", {"ami": {"us-east-1": "ubuntu-24.04"}}, "image.ami.us-east-1"),
+    ("image-ami-other-region", "image", {"ami": {"eu-west-1": "ami-0123456789abcdef0"}}, "image.ami"),
+    ("image-ami-region-not-a-region", "image", {"ami": {"moon-1": "ami-0123456789abcdef0"}}, "image.ami.moon-1"),
+    ("image-lookup-org-not-an-account", "image", {"lookup": {"org": "capa"}}, "image.lookup.org"),
+    ("image-lookup-without-org", "image", {"lookup": {"baseOS": "ubuntu-24.04"}}, "image.lookup.org"),
 ]
 
 

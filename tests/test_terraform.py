@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from pipeline import config, network, redact, terraform
+from pipeline import aws, config, local_endpoint, network, redact, terraform
 from pipeline.errors import StateLocked, TerraformError
 
 # Verbatim from terraform 1.11 with an S3 backend whose lock file another run holds.
@@ -243,3 +244,24 @@ def test_the_providers_spent_retries_are_one_line_naming_the_call(tmp_path, monk
     assert type(found).__name__ == error
     assert str(found).startswith(head)
     assert str(found).endswith("the next run continues from where this one stopped")
+
+
+def test_init_runs_again_only_when_what_it_depends_on_changed(tmp_path, monkeypatch, moto_endpoint):
+    settings = _settings(tmp_path, monkeypatch, PIPELINE_AWS_ENDPOINT=moto_endpoint)
+    settings = dataclasses.replace(settings, plugin_cache=tmp_path / "cache")
+    access = local_endpoint.ensure(settings, "us-east-1")
+    ws = terraform.workspace(settings, "demo", "cluster", dict(access.env))
+    aws.ensure_state_bucket(access, "init-bucket")
+    backend = network.backend_config("init-bucket", network.state_key("demo"), access)
+
+    def init(config: dict[str, str]) -> list[str]:
+        lines: list[str] = []
+        terraform.init(ws, config, lines.append)
+        return lines
+
+    assert any("Terraform has been successfully initialized" in line for line in init(backend))
+    assert init(backend) == []  # the same backend, stack, lock file and CLI config: nothing to do
+    assert init({**backend, "key": network.state_key("other")}) != []  # another state
+    assert init({**backend, "key": network.state_key("other")}) == []
+    shutil.rmtree(tmp_path / "cache")  # the providers its links point at are gone
+    assert init({**backend, "key": network.state_key("other")}) != []

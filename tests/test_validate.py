@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Callable
@@ -279,3 +280,49 @@ def test_flux_objects_are_checked_against_their_crds(schemas):
 
     found = findings(edit(cluster(), "clusters/demo/addons.yaml", typo), schemas)
     assert found == ["clusters/demo/addons.yaml: HelmRelease/demo-cilium .spec.kubeconfig: unknown field"]
+
+
+def test_machine_templates_choosing_their_image_pass_the_strict_schemas(schemas):
+    spec = sample_spec()
+    for image in ({"ami": {"us-east-1": "ami-0123456789abcdef0"}}, {"lookup": {"org": "258751437250"}}):
+        chosen = type(spec).model_validate({**spec.model_dump(), "image": image})
+        validate(render(chosen, sample_outputs(), TEMPLATES), schemas, [])
+
+
+def test_the_crds_cel_rules_are_judged_as_the_api_server_would(schemas):
+    def both_chart_sources(docs: list[Doc]) -> None:
+        release = next(d for d in docs if d["kind"] == "HelmRelease")
+        release["spec"]["chartRef"] = {"kind": "OCIRepository", "name": "elsewhere"}
+
+    def repeated_arg(docs: list[Doc]) -> None:
+        kcp = next(d for d in docs if d["kind"] == "KubeadmControlPlane")
+        args = kcp["spec"]["kubeadmConfigSpec"]["clusterConfiguration"]["apiServer"]["extraArgs"]
+        args.append(dict(args[0]))
+
+    found = findings(edit(cluster(), "clusters/demo/addons.yaml", both_chart_sources), schemas)
+    assert found == ["clusters/demo/addons.yaml: HelmRelease/demo-cilium .spec: either chart or chartRef must be set"]
+    found = findings(edit(cluster(), "clusters/demo/controlplane.yaml", repeated_arg), schemas)
+    assert len(found) == 1
+    assert found[0].startswith(
+        "clusters/demo/controlplane.yaml: KubeadmControlPlane/demo-control-plane "
+        ".spec.kubeadmConfigSpec.clusterConfiguration.apiServer.extraArgs: "
+    )
+
+
+def test_a_cel_rule_that_only_the_api_server_can_judge_is_listed_not_passed(schemas):
+    key = ("source.toolkit.fluxcd.io/v1", "HelmRepository")
+    schema = copy.deepcopy(dict(schemas.served[key]))
+    schema["properties"]["spec"]["x-kubernetes-validations"] = [
+        {"rule": "isURL(self.url)", "message": "url must be a URL"},
+        {"rule": "self.url == oldSelf.url", "message": "url is immutable"},
+    ]
+    patched = dataclasses.replace(schemas, served={**schemas.served, key: schema})
+
+    unchecked = validate(cluster(), patched, [])
+
+    assert unchecked == (
+        "HelmRepository .spec: isURL(self.url) (uses isURL, which only Kubernetes' CEL library defines)",
+        "HelmRepository .spec: self.url == oldSelf.url "
+        "(a transition rule: it compares with the stored object, which only an update has)",
+    )
+    assert validate(cluster(), schemas, []) == ()

@@ -153,3 +153,26 @@ def test_a_missing_ref_is_a_finding(settings: Settings, fleet_signer: Signer, sc
     result = verify_fleet(settings, schemas, "pr/none")
 
     assert (result.commit, result.findings) == (None, (f"{settings.fleet}: no branch 'pr/none'",))
+
+
+def _at(name: str, cidr: str, version: str) -> dict[str, str]:
+    spec = sample_spec(name=name, cidr=cidr, kubernetes_version=version)
+    manifests = render(spec, sample_outputs(cidr=cidr), PROJECT_ROOT / "templates")
+    return {m.path: m.content for m in manifests.files}
+
+
+def test_a_branch_that_skips_a_minor_against_main_is_a_finding(
+    settings: Settings, fleet_signer: Signer, schemas: Schemas
+) -> None:
+    push_signed(settings, fleet_signer, _at("demo", "10.20.0.0/16", "v1.31.2"))
+    push_signed(settings, fleet_signer, _at("demo", "10.20.0.0/16", "v1.33.1"), branch="cluster/demo")
+    push_signed(settings, fleet_signer, _at("demo", "10.20.0.0/16", "v1.32.0"), branch="upgrade/demo")
+
+    skipped = verify_fleet(settings, schemas, "cluster/demo")
+    one_up = verify_fleet(settings, schemas, "upgrade/demo")
+
+    assert skipped.findings == (
+        "clusters/demo: v1.33.1 skips minors from v1.31.2 on main; the KubeadmControlPlane upgrades one minor "
+        "at a time; upgrade to v1.32.x then v1.33.x, merging each",
+    )
+    assert one_up.findings == ()

@@ -1,4 +1,4 @@
-"""`list`: every cluster in the fleet, with its commit, signature, review branch, state serial and last run."""
+"""`list`: every cluster in the fleet, with its commit, signature, review branch, state serial, health and last run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pipeline.errors import EXIT_OK
 from pipeline.inventory import AccessFor, ClusterStatus
 from pipeline.model import AwsAccess
 
-_COLUMNS = ("NAME", "REGION", "CIDR", "COMMIT", "SIGNATURE", "REVIEW", "SERIAL", "LAST RUN")
+_COLUMNS = ("NAME", "REGION", "CIDR", "COMMIT", "SIGNATURE", "REVIEW", "SERIAL", "HEALTH", "LAST RUN")
 
 
 def run(as_json: bool, settings: Settings) -> int:
@@ -25,6 +25,8 @@ def run(as_json: bool, settings: Settings) -> int:
         _print_table([_row(c) for c in clusters])
         for reason in sorted({c.state_unknown for c in clusters if c.state_unknown is not None}):
             print(f"state serial unknown: {reason}")
+        for reason in sorted({c.health_detail for c in clusters if c.health == "unknown"}):
+            print(f"health unknown: {reason}")
     return EXIT_OK
 
 
@@ -66,6 +68,7 @@ def _row(status: ClusterStatus) -> tuple[str, ...]:
         signature_text(status, short=True),
         "-" if status.review_head is None else f"{status.review_branch}@{status.review_head[:12]}",
         serial_text(status),
+        status.health,
         "-" if run is None else f"{run.command} {run.status} {run.finished or ''}".strip(),
     )
 

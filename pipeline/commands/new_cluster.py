@@ -16,6 +16,7 @@ from pipeline import (
     fleet,
     journal,
     network,
+    node_iam,
     pr_body,
     render,
     review,
@@ -23,6 +24,7 @@ from pipeline import (
     signing,
     spec,
     spec_source,
+    upgrades,
     validate,
 )
 from pipeline.config import Settings
@@ -45,19 +47,25 @@ def run(
     if review_mode == "github":
         review.check(settings)
     with journal.run(settings.journal_dir, name, "new-cluster") as record:
+        # What AWS can tell of the spec, before the fleet or the state is touched.
+        aws_access = access.for_target(settings, parsed.region)
+        with source.pointing():
+            network.preflight(parsed, aws_access)
         signer = signing.signer_for(settings)
         fleet.ensure_fleet(settings, signer)
         on_main = fleet.cluster_manifests(settings)
         others = tuple(m for m in on_main if m.cluster != name)
         mine_on_main = {f.path: f.content for m in on_main if m.cluster == name for f in m.files}
         with source.pointing():
+            upgrades.check(parsed, mine_on_main)
+        with source.pointing():
             cluster = _claim_network(parsed, settings, on_main)
         resume = _resuming(reporter, record.unfinished(STAGES), cluster)
         record.stage("spec", cluster.fingerprint(), {"cidr": cluster.vpc_cidr})
 
         with reporter.stage("network"), source.pointing():
-            aws_access = access.for_target(settings, cluster.region)
             done = None if resume is None else resume.done("network", cluster.fingerprint())
+            _report_node_iam(reporter, node_iam.ensure(settings, reporter.tool_line))
             result = network.provision(cluster, aws_access, settings, reporter.tool_line, force=force, done=done)
             _report_network(reporter, result)
         record.stage("network", cluster.fingerprint(), _network_outcome(result))
@@ -68,8 +76,10 @@ def run(
         record.stage("render", result.outputs.fingerprint(), {"manifests": manifests.fingerprint()})
 
         with reporter.stage("validate"):
-            validate.validate(manifests, schemas.load(settings), others)
-            reporter.info("CRD schemas, kubectl kustomize and fleet rules pass")
+            unchecked = validate.validate(manifests, schemas.load(settings), others)
+            reporter.info("CRD schemas and their CEL rules, kubectl kustomize and fleet rules pass")
+            for rule in unchecked:
+                reporter.info(f"not checkable offline (the API server judges it): {rule}")
         record.stage("validate", manifests.fingerprint(), {"valid": True})
 
         run_id = str(record.record["run"])
@@ -144,6 +154,11 @@ def _network_outcome(result: NetworkResult) -> dict[str, object]:
         "state_serial": result.state_serial,
         "outputs": result.outputs.fingerprint(),
     }
+
+
+def _report_node_iam(reporter: Reporter, built: node_iam.NodeIam) -> None:
+    how = "applied the account's stack" if built.applied else "the account's, unchanged"
+    reporter.info(f"node IAM ({how}): instance profiles {built.control_plane_profile}, {built.nodes_profile}")
 
 
 def _report_network(reporter: Reporter, result: NetworkResult) -> None:

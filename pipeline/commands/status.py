@@ -1,4 +1,4 @@
-"""`status NAME`: one cluster's commit, signature, review branch, state serial and last run, as `key: value` lines."""
+"""`status NAME`: one cluster's commit, signature, review branch, state serial, health and last run, as lines."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def _fields(status: ClusterStatus) -> list[tuple[str, str]]:
         ("signature", signature_text(status, short=False)),
         ("review-branch", review),
         ("state-serial", serial),
+        ("health", f"{status.health} ({status.health_detail})" if status.health_detail else status.health),
     ]
     run = status.last_run
     if run is None:

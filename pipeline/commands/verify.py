@@ -13,6 +13,8 @@ def run(ref: str, settings: Settings) -> int:
     result = verify_fleet(settings, schemas.load(settings), ref)
     for finding in result.findings:
         print(finding)
+    for rule in result.unchecked:
+        print(f"not checkable offline (the API server judges it): {rule}")
     if result.findings:
         print(_count(len(result.findings), "finding"))
         return EXIT_FAILED

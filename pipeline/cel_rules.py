@@ -1,0 +1,92 @@
+"""The CRDs' CEL rules (`x-kubernetes-validations`), evaluated on an object as the API server would on create.
+
+A rule that cannot be judged offline is named, never passed: a transition rule (it reads
+`oldSelf`, which only an update has), or one calling a function that only Kubernetes' CEL
+library defines (`isURL`, `quantity`, `ip`, ...).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import celpy
+from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
+
+Schema = Mapping[str, Any]
+# Made once, at import: making one raises the interpreter's recursion limit, a process-wide change.
+_ENVIRONMENT = celpy.Environment()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    failures: tuple[tuple[str, str], ...]  # (path in the object, the rule's message)
+    unevaluated: tuple[tuple[str, str, str], ...]  # (path, rule, why it was not judged)
+
+
+def evaluate(body: Mapping[str, Any], schema: Schema) -> Outcome:
+    failures: list[tuple[str, str]] = []
+    unevaluated: list[tuple[str, str, str]] = []
+    for path, node, rules in _ruled(body, schema, ""):
+        for rule in rules:
+            text = str(rule.get("rule", ""))
+            verdict = _judge(text, node)
+            if isinstance(verdict, str):
+                unevaluated.append((path or ".", text, verdict))
+            elif not verdict:
+                failures.append((path or ".", str(rule.get("message") or f"failed rule: {text}")))
+    return Outcome(tuple(failures), tuple(unevaluated))
+
+
+def _ruled(value: Any, schema: Schema, path: str) -> Iterator[tuple[str, Any, list[Mapping[str, Any]]]]:
+    """Each present value whose schema carries rules: a rule applies only where its field is set."""
+    rules = schema.get("x-kubernetes-validations")
+    if rules:
+        yield path, value, list(rules)
+    if isinstance(value, Mapping):
+        properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, child in value.items():
+            sub = properties.get(key) or (extra if isinstance(extra, Mapping) else None)
+            if sub is not None:
+                yield from _ruled(child, sub, f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for index, item in enumerate(value):
+            yield from _ruled(item, schema["items"], f"{path}[{index}]")
+
+
+def _judge(rule: str, value: Any) -> bool | str:
+    """True or False, or why the rule cannot be judged here."""
+    if "oldSelf" in rule:
+        return "a transition rule: it compares with the stored object, which only an update has"
+    program = _program(rule)
+    if isinstance(program, str):
+        return program
+    try:
+        result = program.evaluate({"self": json_to_cel(value)})
+    except (CELEvalError, KeyError, TypeError, ValueError) as failed:
+        return _why(failed)
+    if isinstance(result, celtypes.BoolType):
+        return bool(result)
+    return _why(result) if isinstance(result, CELEvalError) else f"evaluates to {type(result).__name__}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _program(rule: str) -> celpy.Runner | str:
+    try:
+        return _ENVIRONMENT.program(_ENVIRONMENT.compile(rule))
+    except CELParseError as failed:
+        return f"does not parse here: {str(failed).splitlines()[0]}"
+
+
+def _why(failed: object) -> str:
+    args = getattr(failed, "args", ())
+    missing = next((a[0] for a in args if isinstance(a, tuple) and a and isinstance(a[0], str)), None)
+    if missing is not None:
+        return f"uses {missing}, which only Kubernetes' CEL library defines"
+    return f"cannot be evaluated offline: {str(failed).splitlines()[0][:120]}"
