@@ -6,8 +6,6 @@ BIN := $(VENV)/bin
 # Offline machines validate against a directory of CRDs; elsewhere the pinned releases are downloaded once.
 export PIPELINE_CRDS_DIR ?= $(abspath $(wildcard ../shared/crds))
 CLUSTER ?= demo
-# Twice the cores: most of a slow test is Terraform and its provider waiting on the endpoint.
-WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
 
 .PHONY: demo test lint clean
 
@@ -32,7 +30,7 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -n $(WORKERS) --dist worksteal --reliability-report=build/reliability.json
+	$(BIN)/pytest -n auto --dist worksteal --reliability-report=build/reliability.json
 	$(BIN)/python scripts/reliability_report.py build/reliability.json docs/RELIABILITY.md
 
 clean:
