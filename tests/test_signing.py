@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,13 +147,23 @@ def test_verify_commit_needs_trusted_keys(tmp_path: Path, local_signer: signing.
         signing.verify_commit(repo, rev, [])
 
 
-def test_no_gpg_agent_is_left_running(tmp_path: Path) -> None:
+def test_no_gpg_agent_is_left_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only this test's homes: other workers run gpg at the same time under the same prefixes.
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recorded(*args: Any, **kwargs: Any) -> str:
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recorded)
     signer = signing.ensure_local_key(tmp_path / "gnupg")
     long_home = signing.ensure_local_key(tmp_path / ("long-" * 20) / "gnupg")
     repo = _repo(tmp_path / "repo")
     rev = _commit(repo, signer)
     signing.verify_commit(repo, rev, [signing.export_public(signer), signing.export_public(long_home)])
-    assert _agents_for((str(tmp_path), "fleet-verify-", "/h ")) == []
+    assert made  # the verification home, and the short links to the long home
+    assert _agents_for((str(tmp_path), *made)) == []
 
 
 _SIGN_SETUP = """
