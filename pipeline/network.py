@@ -37,16 +37,18 @@ def provision(
     *,
     force: bool = False,
     done: Mapping[str, Any] | None = None,
+    zones: tuple[str, ...] | None = None,
 ) -> NetworkResult:
     """Bring the cluster's network to match the spec; unchanged inputs plan nothing and apply nothing.
 
     A plan that would replace or destroy the VPC or a subnet is refused unless `force`: the
     running cluster's manifests name them by id. `done` is what an unfinished run journaled
     for this stage from the same spec: while the state is still at the serial it recorded,
-    its outputs are taken as they are, without planning again.
+    its outputs are taken as they are, without planning again. `zones` are those `preflight` gave,
+    when the caller ran it already.
     """
     account = aws.caller_identity(access)
-    zones = preflight(spec, access)
+    zones = zones or preflight(spec, access)
     bucket = state_bucket(settings, account, access.region)
     ws = terraform.workspace(settings, spec.name, STACK, dict(access.env))
     _keep_state_location(ws.work_dir, spec.name, bucket, account)

@@ -207,7 +207,7 @@ def _addons(spec: ClusterSpec, pods_cidr: str, region: str) -> list[dict[str, An
             "image": {"tag": addons.ccm_image(spec.kubernetes_version)},
             "args": ["--v=2", "--cloud-provider=aws", f"--cluster-name={spec.name}", "--configure-cloud-routes=false"],
             "hostNetworking": True,
-            # From the spec, so the region never depends on reaching the instance metadata service.
+            # The cluster's own region, so it never depends on reaching the instance metadata service.
             "env": [{"name": "AWS_REGION", "value": region}],
             # It initialises the nodes, so it must run on nodes that are not initialised yet.
             "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},

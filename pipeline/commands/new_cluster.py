@@ -50,7 +50,7 @@ def run(
         # What AWS can tell of the spec, before the fleet or the state is touched.
         aws_access = access.for_target(settings, parsed.region)
         with source.pointing():
-            network.preflight(parsed, aws_access)
+            zones = network.preflight(parsed, aws_access)
         signer = signing.signer_for(settings)
         fleet.ensure_fleet(settings, signer)
         on_main = fleet.cluster_manifests(settings)
@@ -66,7 +66,9 @@ def run(
         with reporter.stage("network"), source.pointing():
             done = None if resume is None else resume.done("network", cluster.fingerprint())
             _report_node_iam(reporter, node_iam.ensure(settings, reporter.tool_line))
-            result = network.provision(cluster, aws_access, settings, reporter.tool_line, force=force, done=done)
+            result = network.provision(
+                cluster, aws_access, settings, reporter.tool_line, force=force, done=done, zones=zones
+            )
             _report_network(reporter, result)
         record.stage("network", cluster.fingerprint(), _network_outcome(result))
 
