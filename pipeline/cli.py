@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -157,6 +158,9 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Started in the background of a script, Python inherits Ctrl-C ignored; Terraform listens to it
+    # regardless, so an interrupted apply would be reported as Terraform's failure, not as interrupted.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     register_env(env)

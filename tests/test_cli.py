@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -280,3 +281,25 @@ def test_an_ami_that_does_not_exist_is_one_line_exit_2_before_anything_is_writte
         "s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )
     assert "never-made" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+def test_ctrl_c_reaches_the_pipeline_even_when_it_was_started_with_it_ignored(tmp_path: Path):
+    # What a script's background job (`cmd &`) gets: SIGINT ignored, which Terraform does not honour.
+    probe = (
+        "import signal, sys\n"
+        "from pipeline.cli import main\n"
+        "assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN\n"
+        "main(['spec', 'schema'])\n"
+        "sys.stderr.write(str(signal.getsignal(signal.SIGINT) is signal.default_int_handler))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "True"
