@@ -34,14 +34,16 @@ def context(cluster: str) -> str:
 def read(settings: Settings, main_head: str | None, clusters: Iterable[str]) -> dict[str, Health]:
     """Each cluster's health on main's head: one call to the forge for the whole fleet."""
     names = list(clusters)
-    why = "the fleet has no main branch" if main_head is None else _unknowable(settings)
-    if why is not None or main_head is None:
-        return {name: Health("unknown", why or "") for name in names}
+    if main_head is None:
+        return _unknown(names, "the fleet has no main branch")
+    why = _unknowable(settings)
+    if why is not None:
+        return _unknown(names, why)
     try:
         owner, repo = review.repository(settings)
         posted = review.client(settings).commit_statuses(owner, repo, main_head)
     except PipelineError as failed:
-        return {name: Health("unknown", str(failed)) for name in names}
+        return _unknown(names, str(failed))
     found: dict[str, Health] = {}
     for name in names:
         status = posted.get(context(name))
@@ -52,6 +54,10 @@ def read(settings: Settings, main_head: str | None, clusters: Iterable[str]) -> 
         else:
             found[name] = Health(_STATES.get(status.state, "unknown"), status.description)
     return found
+
+
+def _unknown(names: Iterable[str], why: str) -> dict[str, Health]:
+    return {name: Health("unknown", why) for name in names}
 
 
 def _unknowable(settings: Settings) -> str | None:
