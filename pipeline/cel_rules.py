@@ -8,19 +8,16 @@ library defines (`isURL`, `quantity`, `ip`, ...).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import celpy
-from celpy import celtypes
-from celpy.adapter import json_to_cel
-from celpy.celparser import CELParseError
-from celpy.evaluation import CELEvalError
+import cel
 
 Schema = Mapping[str, Any]
-# Made once, at import: making one raises the interpreter's recursion limit, a process-wide change.
-_ENVIRONMENT = celpy.Environment()
+# What the CEL runtime says of a name outside the standard library: a Kubernetes extension, here.
+_UNDEFINED = re.compile(r"Undefined variable or function: '([^']+)'")
 
 
 @dataclass(frozen=True)
@@ -68,25 +65,26 @@ def _judge(rule: str, value: Any) -> bool | str:
     if isinstance(program, str):
         return program
     try:
-        result = program.evaluate({"self": json_to_cel(value)})
-    except (CELEvalError, KeyError, TypeError, ValueError) as failed:
+        result = program.execute({"self": value})
+    except (RuntimeError, KeyError, TypeError, ValueError) as failed:
         return _why(failed)
-    if isinstance(result, celtypes.BoolType):
-        return bool(result)
-    return _why(result) if isinstance(result, CELEvalError) else f"evaluates to {type(result).__name__}"
+    return result if isinstance(result, bool) else f"evaluates to {type(result).__name__}"
 
 
 @functools.lru_cache(maxsize=1024)
-def _program(rule: str) -> celpy.Runner | str:
+def _program(rule: str) -> cel.Program | str:
     try:
-        return _ENVIRONMENT.program(_ENVIRONMENT.compile(rule))
-    except CELParseError as failed:
-        return f"does not parse here: {str(failed).splitlines()[0]}"
+        return cel.compile(rule)
+    except ValueError as failed:
+        return f"does not parse here: {_first_line(failed)}"
 
 
-def _why(failed: object) -> str:
-    args = getattr(failed, "args", ())
-    missing = next((a[0] for a in args if isinstance(a, tuple) and a and isinstance(a[0], str)), None)
-    if missing is not None:
-        return f"uses {missing}, which only Kubernetes' CEL library defines"
-    return f"cannot be evaluated offline: {str(failed).splitlines()[0][:120]}"
+def _why(failed: Exception) -> str:
+    undefined = _UNDEFINED.search(str(failed))
+    if undefined is not None:
+        return f"uses {undefined.group(1)}, which only Kubernetes' CEL library defines"
+    return f"cannot be evaluated offline: {_first_line(failed)[:120]}"
+
+
+def _first_line(failed: Exception) -> str:
+    return (str(failed).splitlines() or [type(failed).__name__])[0]

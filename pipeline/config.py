@@ -65,6 +65,15 @@ class Settings:
         return self.state_dir / "crds"
 
     @property
+    def compiled_templates(self) -> Path:
+        return self.state_dir / "templates"
+
+    @property
+    def schemas_cache(self) -> Path:
+        """The CRD schemas as parsed, by the content they were parsed from."""
+        return self.state_dir / "schemas"
+
+    @property
     def journal_dir(self) -> Path:
         return self.state_dir / "runs"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import itertools
@@ -11,11 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-from jinja2 import FileSystemLoader, StrictUndefined, meta
+from jinja2 import FileSystemBytecodeCache, FileSystemLoader, StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from pipeline import addons
+from pipeline import addons, yaml_docs
 from pipeline.errors import ManifestInvalid
 from pipeline.model import Manifest, Manifests, NetworkOutputs
 from pipeline.node_iam import CONTROL_PLANE_PROFILE, NODES_PROFILE
@@ -78,8 +78,11 @@ def to_yaml(value: object) -> YamlValue:
     return YamlValue(_YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
-def render(spec: ClusterSpec, outputs: NetworkOutputs, templates_dir: Path) -> Manifests:
-    env = _environment(templates_dir)
+def render(
+    spec: ClusterSpec, outputs: NetworkOutputs, templates_dir: Path, *, compiled: Path | None = None
+) -> Manifests:
+    """The cluster's files. `compiled`: where the compiled templates are kept between runs."""
+    env = _environment(templates_dir, compiled)
     _refuse_sensitive(env, outputs.sensitive)
     context = _context(spec, outputs, env, templates_dir)
     cluster_dir = f"clusters/{spec.name}"
@@ -119,9 +122,14 @@ def _names_used(env: SandboxedEnvironment, template: str) -> set[str]:
     return meta.find_undeclared_variables(env.parse(source))
 
 
-def _environment(templates_dir: Path) -> SandboxedEnvironment:
+@functools.cache
+def _environment(templates_dir: Path, compiled: Path | None) -> SandboxedEnvironment:
+    if compiled is not None:
+        compiled.mkdir(parents=True, exist_ok=True)
     env = SandboxedEnvironment(
         loader=FileSystemLoader(templates_dir),
+        # Compiling the templates costs a run more than rendering them; each is compiled again when its source changes.
+        bytecode_cache=None if compiled is None else FileSystemBytecodeCache(str(compiled)),
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -335,7 +343,7 @@ def _machine(
     version its machines run: an upgrade is new templates, as the image is chosen for each version."""
     machine = {"instance_type": instance_type, "iam_instance_profile": profile}
     rendered = env.get_template("cluster/awsmachinetemplate-spec.yaml.j2").render(context, machine=machine)
-    named = {"spec": yaml.safe_load(rendered), "kubernetesVersion": context["kubernetes_version"]}
+    named = {"spec": yaml_docs.document(rendered), "kubernetesVersion": context["kubernetes_version"]}
     canonical = json.dumps(named, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:8]
     return {**machine, "name": f"{context['name']}-{role}-{digest}"}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import tempfile
 import urllib.request
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import jsonschema_rs
 import yaml
 
 from pipeline.config import Settings
@@ -167,16 +171,48 @@ class Schemas:
     not_served: frozenset[tuple[str, str]]
     source: str  # where they were read from, for messages
 
-    @property
+    @functools.cached_property
     def groups(self) -> frozenset[str]:
         """API groups defined by these CRDs: objects in them are custom resources."""
         return frozenset(api.split("/")[0] for api, _ in (*self.served, *self.not_served))
+
+    def checker(self, key: tuple[str, str]) -> Checker | None:
+        """The checker of a served kind, built on first use and kept: building one walks its whole schema."""
+        built = self._checkers.get(key)
+        if built is None and key in self.served:
+            built = self._checkers[key] = Checker(self.served[key])
+        return built
+
+    @functools.cached_property
+    def _checkers(self) -> dict[tuple[str, str], Checker]:
+        return {}
+
+
+class Checker:
+    """One kind's schema, judged natively first; the reference validator explains an object that fails."""
+
+    def __init__(self, schema: Schema) -> None:
+        self._schema = schema
+        try:
+            self._fast: jsonschema_rs.Validator | None = jsonschema_rs.validator_for(dict(schema))
+        except (ValueError, jsonschema_rs.ValidationError):
+            self._fast = None  # a schema the native validator cannot compile is judged by the reference one
+
+    def errors(self, instance: Mapping[str, Any]) -> list[jsonschema.ValidationError]:
+        """Every way `instance` breaks the schema, as the reference validator words them; none when it is valid."""
+        if self._fast is not None and self._fast.is_valid(instance):
+            return []
+        return list(self._reference.iter_errors(instance))
+
+    @functools.cached_property
+    def _reference(self) -> jsonschema.Draft202012Validator:
+        return jsonschema.Draft202012Validator(self._schema)
 
 
 def load(settings: Settings) -> Schemas:
     """The configured directory's CRDs, or the pinned ones (downloaded into the cache on first use)."""
     if settings.crds_dir is not None:
-        schemas = from_directory(settings.crds_dir)
+        schemas = from_directory(settings.crds_dir, cache=settings.schemas_cache)
         if not schemas.served:
             raise SchemasMissing(
                 f"PIPELINE_CRDS_DIR={settings.crds_dir} holds no CustomResourceDefinitions; "
@@ -191,7 +227,7 @@ def load(settings: Settings) -> Schemas:
             "set PIPELINE_CRDS_DIR to a directory of CRDs, "
             "or run `python -m pipeline schemas fetch` where the network is reachable"
         ) from err
-    return from_directory(settings.crds_cache)
+    return from_directory(settings.crds_cache, cache=settings.schemas_cache)
 
 
 def fetch(cache: Path, *, base_url: str | None = None, timeout: float = 30.0) -> list[Path]:
@@ -218,13 +254,45 @@ def fetch(cache: Path, *, base_url: str | None = None, timeout: float = 30.0) ->
     return [cache / pin.cache_path for pin in PINNED]
 
 
-def from_directory(root: Path) -> Schemas:
-    """Every CustomResourceDefinition in root's *.yaml files, recursively."""
+def from_directory(root: Path, *, cache: Path | None = None) -> Schemas:
+    """Every CustomResourceDefinition in root's *.yaml files, recursively.
+
+    With `cache`, the schemas made from files with the same content are read back from there
+    as JSON instead of parsing megabytes of CRD YAML again.
+    """
     if not root.is_dir():
         raise SchemasMissing(f"CRD directory {root} does not exist; set PIPELINE_CRDS_DIR to one that does")
+    paths = sorted(root.rglob("*.yaml"))
+    if cache is None:
+        return _parsed(paths, str(root))
+    stored = cache / f"{_content_hash(root, paths)}.json"
+    try:
+        data = json.loads(stored.read_bytes())
+    except (OSError, ValueError):
+        schemas = _parsed(paths, str(root))
+        data = {
+            "served": [[api, kind, schema] for (api, kind), schema in sorted(schemas.served.items())],
+            "not_served": sorted(schemas.not_served),
+        }
+        _write_atomically(stored, json.dumps(data, sort_keys=True).encode("utf-8"))
+        return schemas
+    served = {(api, kind): schema for api, kind, schema in data["served"]}
+    return Schemas(served, frozenset((api, kind) for api, kind in data["not_served"]), str(root))
+
+
+def _content_hash(root: Path, paths: Iterable[Path]) -> str:
+    """What the schemas are made of: the CRD files by path and content, and how this module turns them into schemas."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for path in paths:
+        digest.update(str(path.relative_to(root)).encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _parsed(paths: Iterable[Path], source: str) -> Schemas:
     served: dict[tuple[str, str], Schema] = {}
     not_served: set[tuple[str, str]] = set()
-    for crd in _crds(sorted(root.rglob("*.yaml"))):
+    for crd in _crds(paths):
         spec = crd["spec"]
         kind = spec["names"]["kind"]
         for version in spec["versions"]:
@@ -233,7 +301,7 @@ def from_directory(root: Path) -> Schemas:
                 served[key] = _object_schema(version["schema"]["openAPIV3Schema"])
             else:
                 not_served.add(key)
-    return Schemas(served, frozenset(not_served), str(root))
+    return Schemas(served, frozenset(not_served), source)
 
 
 def strict(schema: Schema) -> dict[str, Any]:

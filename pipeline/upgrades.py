@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import yaml
-
+from pipeline import yaml_docs
 from pipeline.addons import minor
 from pipeline.errors import SpecError
 from pipeline.spec import ClusterSpec
@@ -20,7 +19,7 @@ def version_on_main(files: Mapping[str, str]) -> str | None:
     for path, text in sorted(files.items()):
         if not path.endswith("/controlplane.yaml"):
             continue
-        for doc in yaml.safe_load_all(text):
+        for doc in yaml_docs.documents(text):
             if isinstance(doc, dict) and doc.get("kind") == "KubeadmControlPlane":
                 version = (doc.get("spec") or {}).get("version")
                 return str(version) if version else None
