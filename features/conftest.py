@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,21 +68,27 @@ class World:
     together: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
     history: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)  # the error line of each run that was blocked
+    clones: list[int] = field(default_factory=list)  # git clones each run made, in order
 
     @property
     def fleet(self) -> Path:
         return self.workdir / "fleet.git"
 
     def pipeline(self, *args: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "pipeline", *args],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=480,
-            check=False,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            # git's own trace of every git process the run starts, read back for the clones among them
+            trace = Path(tmp) / "trace2.json"
+            result = subprocess.run(
+                [sys.executable, "-m", "pipeline", *args],
+                cwd=self.workdir,
+                env={**self.env, "GIT_TRACE2_EVENT": str(trace)},
+                capture_output=True,
+                text=True,
+                timeout=480,
+                check=False,
+            )
+            events = [json.loads(line) for line in trace.read_text().splitlines()] if trace.exists() else []
+        self.clones.append(sum(1 for e in events if e.get("event") == "cmd_name" and e.get("name") == "clone"))
         self.last = result
         self.history.append(result)
         return result
@@ -197,6 +204,12 @@ def reports_nothing_changed(world: World) -> None:
 @then("the fleet's branches are as they were")
 def refs_unchanged(world: World) -> None:
     assert world.refs() == world.refs_before
+
+
+@then("every run cloned the fleet once")
+def one_clone_per_run(world: World) -> None:
+    # The first run creates the fleet in place, with nothing to clone from; every run then clones it once.
+    assert world.clones == [1] * len(world.clones), world.clones
 
 
 def small_spec(name: str, replicas: int) -> str:

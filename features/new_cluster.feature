@@ -17,3 +17,4 @@ Feature: A new cluster on the local target
     Then the run succeeds
     And it reports that the network and the fleet are unchanged
     And the fleet's branches are as they were
+    And every run cloned the fleet once

@@ -126,22 +126,23 @@ def already_gone(world: World) -> None:
     assert "already gone" in world.last.stdout + world.last.stderr
 
 
-@when(parsers.parse('I run new-cluster for "{a}", "{b}" and "{c}" at the same time'))
-def three_new_clusters(world: World, a: str, b: str, c: str) -> None:
-    for name in (a, b, c):
+@when(parsers.parse("I run new-cluster for {count:d} clusters at the same time"))
+def many_new_clusters(world: World, count: int) -> None:
+    world.names = [f"race{i:02d}" for i in range(1, count + 1)]
+    for name in world.names:
         spec_path(world, name).write_text(small_spec(name, 1))
-    run_together(world, [["new-cluster", name, "--spec", str(spec_path(world, name))] for name in (a, b, c)])
-    world.names = [a, b, c]
+    run_together(world, [["new-cluster", name, "--spec", str(spec_path(world, name))] for name in world.names])
 
 
-@when(parsers.parse('I approve "{a}", "{b}" and "{c}" at the same time'))
-def three_approvals(world: World, a: str, b: str, c: str) -> None:
-    run_together(world, [["approve", name] for name in (a, b, c)])
+@when("I approve them all at the same time")
+def many_approvals(world: World) -> None:
+    run_together(world, [["approve", name] for name in world.names])
 
 
-@then("all three runs succeed")
+@then("every run succeeds")
 def all_succeed(world: World) -> None:
-    assert [r.returncode for r in world.together] == [0, 0, 0], [r.stderr.splitlines()[-2:] for r in world.together]
+    failed = [r.stderr.splitlines()[-2:] for r in world.together if r.returncode != 0]
+    assert len(world.together) == len(world.names) and not failed, failed
 
 
 @then("each branch holds a commit signed by a trusted key")
@@ -150,8 +151,8 @@ def each_branch_signed(world: World) -> None:
         verify_signed_by_trusted_key(world, f"cluster/{name}")
 
 
-@then("main holds all three clusters with non-overlapping CIDRs")
-def main_holds_three(world: World) -> None:
+@then("main holds every cluster with non-overlapping CIDRs")
+def main_holds_all(world: World) -> None:
     networks = []
     for name in world.names:
         docs = yaml.safe_load_all(world.git("show", f"main:clusters/{name}/cluster.yaml"))
@@ -160,7 +161,7 @@ def main_holds_three(world: World) -> None:
     assert not any(a.overlaps(b) for i, a in enumerate(networks) for b in networks[i + 1 :]), networks
 
 
-@then("the list shows all three clusters signed by a trusted key")
+@then("the list shows every cluster signed by a trusted key")
 def listed(world: World) -> None:
     result = world.pipeline("list", "--json")
     assert result.returncode == 0, result.stderr

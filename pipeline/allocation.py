@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pipeline import commit, fleet, validate
-from pipeline.config import Settings
+from pipeline import commit, fleet, git
 from pipeline.errors import SpecError
-from pipeline.model import Manifests
 from pipeline.spec import ClusterSpec
 
 FLEET_POOL = ipaddress.IPv4Network("10.0.0.0/8")
@@ -22,14 +20,13 @@ class Known:
     current: str | None  # this cluster's own: its claim, else its review branch, else main
 
 
-def known_cidrs(settings: Settings, name: str, on_main: tuple[Manifests, ...]) -> Known:
-    if not fleet.exists(settings):
-        return Known(frozenset(), None)
-    claims = fleet.cidr_claims(settings)
-    taken = {cidr for m in on_main if m.cluster != name if (cidr := validate.vpc_cidr(m)) is not None}
+def known_cidrs(checkout: git.Checkout, name: str, on_main: Sequence[fleet.Neighbour]) -> Known:
+    """The CIDRs the fleet holds now: on main, and claimed by runs anywhere (read afresh from the remote)."""
+    claims = fleet.cidr_claims(checkout)
+    taken = {n.cidr for n in on_main if n.cluster != name and n.cidr is not None}
     taken |= {cidr for cidr, holder in claims.items() if holder != name}
     claimed = next((cidr for cidr, holder in claims.items() if holder == name), None)
-    return Known(frozenset(taken), claimed or _in_fleet(settings, name, on_main))
+    return Known(frozenset(taken), claimed or _in_fleet(checkout, name, on_main))
 
 
 def place(cluster: ClusterSpec, known: Known) -> ClusterSpec:
@@ -63,8 +60,10 @@ def allocate(taken: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> 
     raise SpecError("network.cidr", "the fleet pool 10.0.0.0/8 is full", "set network.cidr explicitly")
 
 
-def _in_fleet(settings: Settings, name: str, on_main: tuple[Manifests, ...]) -> str | None:
-    under_review = fleet.cluster_manifests(settings, commit.review_branch(name))
-    for mine in (m for m in (*under_review, *on_main) if m.cluster == name):
-        return validate.vpc_cidr(mine)
-    return None
+def _in_fleet(checkout: git.Checkout, name: str, on_main: Sequence[fleet.Neighbour]) -> str | None:
+    """The CIDR the cluster's review branch records, else main's."""
+    folder, _ = fleet.owned_paths(name)
+    under_review = fleet.own_files(checkout, name, commit.review_branch(name)).get(f"{folder}{fleet.CLUSTER_FILE}")
+    if under_review is not None:
+        return fleet.recorded_cidr(under_review)
+    return next((n.cidr for n in on_main if n.cluster == name), None)

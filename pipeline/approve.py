@@ -28,7 +28,8 @@ KEYS_BRANCH = "keys/rotation"
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 # Writers racing for main: the loser of each round reads main again and retries after a
 # pause that doubles, capped, and jittered so two losers do not collide again in step.
-_ATTEMPTS = 5
+# Each rejected push means another approval landed: ten approvals started together need nine retries at most.
+_ATTEMPTS = 12
 _FIRST_PAUSE = 0.1
 _MAX_PAUSE = 2.0
 

@@ -6,7 +6,6 @@ import re
 from collections.abc import Mapping
 
 from pipeline import fleet, git
-from pipeline.config import Settings
 from pipeline.errors import BadInput
 from pipeline.model import CommitResult, Manifests
 from pipeline.signing import Signer, verify_commit
@@ -29,53 +28,51 @@ def review_branch(name: str) -> str:
 
 def commit(
     manifests: Manifests,
-    settings: Settings,
+    checkout: git.Checkout,
     signer: Signer,
     trailers: Mapping[str, str],
     summary: str,
 ) -> CommitResult:
     """Put exactly `manifests` on `cluster/<name>`, signed and verified, and push it."""
     name = manifests.cluster
-    return _put(name, _owned_files(manifests), settings, signer, _message(name, summary, _ADDED, trailers))
+    return _put(name, _owned_files(manifests), checkout, signer, _message(name, summary, _ADDED, trailers))
 
 
 def remove(
     name: str,
-    settings: Settings,
+    checkout: git.Checkout,
     signer: Signer,
     trailers: Mapping[str, str],
     summary: str,
 ) -> CommitResult:
     """Put main without any of cluster `name`'s files on `cluster/<name>`, signed and verified, and push it."""
-    return _put(name, {}, settings, signer, _message(name, summary, _REMOVED, trailers))
+    return _put(name, {}, checkout, signer, _message(name, summary, _REMOVED, trailers))
 
 
-def _put(name: str, files: Mapping[str, str], settings: Settings, signer: Signer, message: str) -> CommitResult:
+def _put(name: str, files: Mapping[str, str], checkout: git.Checkout, signer: Signer, message: str) -> CommitResult:
     """Make `cluster/<name>` main with exactly `files` as the cluster's own files (none: a removal).
 
     The branch grows from its remote head while main is part of it, and is rebuilt as one
     commit on top of main once main has moved on, replacing the old head only if nobody
-    moved it meanwhile. Unchanged content commits and pushes nothing. The commit is made in
-    a throwaway clone and its signature checked against main's trusted keys before the
-    push, which is the only write to the fleet.
+    moved it meanwhile. Unchanged content commits and pushes nothing. The remote is read
+    afresh first; the commit is made in the command's clone, without a work tree, and its
+    signature checked against main's trusted keys before the push, the only write to the fleet.
     """
     branch = review_branch(name)
-    with git.clone(settings.fleet) as checkout:
-        main_head = git.head_of(checkout, fleet.MAIN)
-        if main_head is None:
-            raise BadInput(f"the fleet {settings.fleet} has no main branch; create it with its Flux layout first")
-        old_head = git.head_of(checkout, branch)
-        start = main_head
-        if old_head is not None and git.is_ancestor(checkout, main_head, old_head):
-            start = old_head
-        git.switch(checkout, branch, start)
-        git.delete_files(checkout, sorted(owned_at(checkout, start, name) - set(files)))
-        git.write_files(checkout, files)
-        if git.stage_all(checkout) == git.tree_of(checkout, start):
-            return CommitResult(branch, start, changed=False, signer=signer.fingerprint)
-        new_head = git.commit(checkout, message, signer)
-        verify_commit(checkout.path, new_head, fleet.keys_at(checkout, main_head))
-        git.push(checkout, branch, lease=old_head)
+    git.fetch(checkout)
+    main_head = git.head_of(checkout, fleet.MAIN)
+    if main_head is None:
+        raise BadInput(f"the fleet {checkout.remote} has no main branch; create it with its Flux layout first")
+    old_head = git.head_of(checkout, branch)
+    start = main_head
+    if old_head is not None and git.is_ancestor(checkout, main_head, old_head):
+        start = old_head
+    tree = git.tree_with(checkout, start, sorted(owned_at(checkout, start, name) - set(files)), files)
+    if tree == git.tree_of(checkout, start):
+        return CommitResult(branch, start, changed=False, signer=signer.fingerprint)
+    new_head = git.commit_tree(checkout, branch, tree, [start], message, signer=signer)
+    verify_commit(checkout.path, new_head, fleet.keys_at(checkout, main_head))
+    git.push(checkout, branch, lease=old_head)
     return CommitResult(branch, new_head, changed=True, signer=signer.fingerprint)
 
 

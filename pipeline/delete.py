@@ -12,9 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from pipeline import access, fleet, git, network, pr_body, review
+from pipeline import access, fleet, git, network, pr_body, review, yaml_docs
 from pipeline.commit import owned_at, remove, review_branch
 from pipeline.config import Settings
 from pipeline.errors import BadInput, Blocked, GitConflict
@@ -85,13 +83,14 @@ def propose_removal(
 ) -> Removal:
     """The removal as a signed commit on the review branch, and on GitHub its pull request."""
     where = _where(standing.network)
-    outcome = remove(
-        standing.name,
-        settings,
-        signer,
-        {"Pipeline-Run": provenance.run_id, "Removes-Network": where},
-        f"delete ({where})",
-    )
+    with fleet.session(settings) as checkout:
+        outcome = remove(
+            standing.name,
+            checkout,
+            signer,
+            {"Pipeline-Run": provenance.run_id, "Removes-Network": where},
+            f"delete ({where})",
+        )
     if review_mode != "github":
         return Removal(outcome, None)
     pull = review.open_pull_request(
@@ -127,7 +126,8 @@ def tear_down(
         region = standing.network.region
         destroyed = network.destroy(standing.name, region, access.for_target(settings, region), settings, on_line)
     # Its VPC CIDR is free for other clusters only once the network is gone.
-    fleet.release_cidrs(settings, standing.name)
+    with fleet.session(settings) as checkout:
+        fleet.release_cidrs(checkout, standing.name)
     return Teardown(branch_deleted=dropped is not None, destroyed=destroyed)
 
 
@@ -187,8 +187,8 @@ def _documents(files: Mapping[str, str]) -> Iterator[Mapping[str, Any]]:
     """Every YAML mapping in `files`; a file that does not parse says nothing about the network."""
     for content in files.values():
         try:
-            docs = list(yaml.safe_load_all(content))
-        except yaml.YAMLError:
+            docs = yaml_docs.documents(content)
+        except yaml_docs.Error:
             continue
         yield from (doc for doc in docs if isinstance(doc, Mapping))
 

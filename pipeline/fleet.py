@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import git, github
+from pipeline import git, github, yaml_docs
 from pipeline.config import PROJECT_ROOT, Settings, is_git_url
 from pipeline.errors import BadInput
 from pipeline.model import Manifest, Manifests
@@ -22,6 +25,9 @@ SYSTEM_DIR = "flux/system/"
 SYSTEM_KUSTOMIZATION = "flux/system/kustomization.yaml"
 KEYS_DIR = "flux/system/keys/"
 CLUSTERS_DIR = "clusters/"
+CLUSTER_FILE = "cluster.yaml"  # in each cluster's folder: its Cluster object, which records its VPC CIDR
+# The annotation on each Cluster that the fleet-wide rules read its VPC CIDR from.
+VPC_CIDR_ANNOTATION = "fleet.pipeline/vpc-cidr"
 FLUX_CLUSTERS_DIR = "flux/clusters/"
 TRUSTED_KEYS_REF = "fleet-signing-keys"  # the Secret that spec.verify names
 # Flux needs a URL it can reach; a fleet created here has none until it is pushed somewhere.
@@ -72,7 +78,7 @@ def ensure_fleet(settings: Settings, signer: Signer) -> None:
     """Create the fleet as a local bare repository with its Flux layout, unless it exists.
 
     The repository is built beside its final path and renamed into place once its signed
-    first commit is pushed, so a failure never leaves a half-made fleet behind.
+    first commit is in, so a failure never leaves a half-made fleet behind.
     """
     if is_git_url(settings.fleet):
         return
@@ -83,13 +89,10 @@ def ensure_fleet(settings: Settings, signer: Signer) -> None:
     building = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         git.init_bare(building)
-        with git.clone(str(building)) as checkout:
-            git.switch(checkout, MAIN, None)
+        with git.opened(building) as repository:
             files = initial_files(export_public(signer), signer.fingerprint, forge_repository_url(settings))
-            git.write_files(checkout, files)
-            git.stage_all(checkout)
-            git.commit(checkout, _initial_message(signer), signer)
-            git.push(checkout, MAIN)
+            tree = git.tree_with(repository, git.EMPTY_TREE, (), files)
+            git.commit_tree(repository, MAIN, tree, (), _initial_message(signer), signer=signer)
         try:
             os.rename(building, final)
         except OSError:
@@ -132,10 +135,29 @@ def forge_repository_url(settings: Settings) -> str | None:
     return f"https://{host}/{repo}"
 
 
-def trusted_keys(settings: Settings, ref: str = MAIN) -> tuple[str, ...]:
+@contextmanager
+def session(settings: Settings) -> Iterator[git.Checkout]:
+    """The fleet as one command sees it: cloned once, read from, and written through, then removed.
+
+    Every write fetches first, so a command that runs long still races on what the remote holds now.
+    """
+    with git.clone(settings.fleet, also=[CIDR_CLAIMS], cache_dir=settings.state_dir / "fleet") as checkout:
+        yield checkout
+
+
+@contextmanager
+def reading(settings: Settings) -> Iterator[git.Checkout | None]:
+    """The fleet's session for a command that only reads it; None while there is no fleet yet."""
+    if not exists(settings):
+        yield None
+        return
+    with session(settings) as checkout:
+        yield checkout
+
+
+def trusted_keys(checkout: git.Checkout, ref: str = MAIN) -> tuple[str, ...]:
     """The ASCII-armored public keys the fleet trusts on branch `ref`, by file name."""
-    with git.clone(settings.fleet) as checkout:
-        return keys_at(checkout, git.upstream(ref))
+    return keys_at(checkout, git.upstream(ref))
 
 
 def keys_at(checkout: git.Checkout, rev: str) -> tuple[str, ...]:
@@ -153,19 +175,85 @@ def system_kustomization(key_files: Iterable[str]) -> str:
     return _KUSTOMIZATION.format(secret=TRUSTED_KEYS_REF, files=files)
 
 
-def cluster_manifests(settings: Settings, ref: str = MAIN) -> tuple[Manifests, ...]:
-    """Every cluster on branch `ref` (none when the branch does not exist), by name."""
-    with git.clone(settings.fleet) as checkout:
-        rev = git.head_of(checkout, ref)
-        return () if rev is None else clusters_at(checkout, rev)
+@dataclass(frozen=True)
+class Neighbour:
+    """What the fleet-wide rules need of a cluster: its name, and the VPC CIDR its Cluster records."""
+
+    cluster: str
+    cidr: str | None
 
 
-def clusters_at(checkout: git.Checkout, rev: str) -> tuple[Manifests, ...]:
-    """Every cluster folder at commit `rev`, with its Flux Kustomization when there is one, by name."""
-    files = git.read_tree(checkout, rev, CLUSTERS_DIR)
-    flux = git.read_tree(checkout, rev, FLUX_CLUSTERS_DIR)
-    names = sorted({path.split("/")[1] for path in files if path.count("/") >= 2})
-    return tuple(_cluster(name, files, flux) for name in names)
+def neighbours(checkout: git.Checkout, ref: str = MAIN) -> tuple[Neighbour, ...]:
+    """Every cluster on branch `ref`, by name, read from its Cluster object's file alone."""
+    rev = git.head_of(checkout, ref)
+    return () if rev is None else neighbours_at(checkout, rev)
+
+
+def neighbours_at(checkout: git.Checkout, rev: str) -> tuple[Neighbour, ...]:
+    """Every cluster at commit `rev`, by name. A cluster.yaml read once is known by its object id from then on:
+    a run reads only those that changed since the last."""
+    ids = git.blob_ids(checkout, rev, CLUSTERS_DIR, CLUSTER_FILE)
+    cache = None if checkout.cache_dir is None else checkout.cache_dir / "recorded-cidrs.json"
+    known = _read_cache(cache)
+    missing = sorted({sha for sha in ids.values() if sha is not None and sha not in known})
+    known.update({sha: recorded_cidr(text) for sha, text in git.read_blobs(checkout, missing).items()})
+    current = {sha: known[sha] for sha in ids.values() if sha is not None}
+    if cache is not None and (missing or len(current) != len(known)):
+        _write_cache(cache, current)
+    return tuple(Neighbour(name, None if sha is None else known[sha]) for name, sha in sorted(ids.items()))
+
+
+def _read_cache(path: Path | None) -> dict[str, str | None]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+    except (OSError, ValueError):
+        return {}  # no cache, or one cut short: everything is read again
+    return {str(k): v if isinstance(v, str) else None for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, entries: dict[str, str | None]) -> None:
+    """Replaced whole, so concurrent runs each leave a complete cache; an unwritable one only costs reads."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(entries, out, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        return
+
+
+def own_files(checkout: git.Checkout, name: str, ref: str = MAIN) -> dict[str, str]:
+    """Cluster `name`'s files on branch `ref`, by path: its folder and its Flux Kustomization."""
+    rev = git.head_of(checkout, ref)
+    return {} if rev is None else own_files_at(checkout, rev, name)
+
+
+def own_files_at(checkout: git.Checkout, rev: str, name: str) -> dict[str, str]:
+    folder, kustomization = owned_paths(name)
+    files = git.read_tree(checkout, rev, folder)
+    found = git.read_file(checkout, rev, kustomization)
+    return files if found is None else {**files, kustomization: found}
+
+
+def cluster_at(checkout: git.Checkout, rev: str, name: str) -> Manifests:
+    """One cluster's files at commit `rev`, as its manifests."""
+    files = own_files_at(checkout, rev, name)
+    return Manifests(name, tuple(Manifest(path, files[path]) for path in sorted(files)))
+
+
+def recorded_cidr(text: str | None) -> str | None:
+    """The VPC CIDR annotation of the Cluster object in a cluster's cluster.yaml; None when there is none."""
+    try:
+        docs = yaml_docs.documents(text or "")
+    except yaml_docs.Error:
+        return None
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "Cluster":
+            annotations = (doc.get("metadata") or {}).get("annotations") or {}
+            cidr = annotations.get(VPC_CIDR_ANNOTATION) if isinstance(annotations, dict) else None
+            return cidr if isinstance(cidr, str) else None
+    return None
 
 
 def exists(settings: Settings) -> bool:
@@ -173,31 +261,31 @@ def exists(settings: Settings) -> bool:
     return is_git_url(settings.fleet) or Path(settings.fleet).exists()
 
 
-def cidr_claims(settings: Settings) -> dict[str, str]:
-    """VPC CIDRs claimed in the fleet, by the cluster that holds each; claims outlive review."""
-    with git.clone(settings.fleet) as checkout:
-        return {_cidr_of(key): holder for key, holder in git.claims(checkout, CIDR_CLAIMS).items()}
+def cidr_claims(checkout: git.Checkout) -> dict[str, str]:
+    """VPC CIDRs claimed in the fleet now, by the cluster that holds each; claims outlive review."""
+    return {_cidr_of(key): holder for key, holder in git.claims(checkout, CIDR_CLAIMS).items()}
 
 
-def claim_cidr(settings: Settings, cidr: str, cluster: str) -> str:
+def claim_cidr(checkout: git.Checkout, cidr: str, cluster: str) -> str:
     """Claim `cidr` for `cluster` across every run on every machine; the cluster holding it after.
 
-    A cluster's other claims are released once it holds this one (its CIDR changed).
+    A claim the cluster holds already is kept as it is: claims are only ever made, or released
+    by their holder. A cluster's other claims are released once it holds this one (its CIDR changed).
     """
-    with git.clone(settings.fleet) as checkout:
-        holder = git.claim(checkout, CIDR_CLAIMS, _claim_key(cidr), cluster)
-        if holder == cluster:
-            for key, other in git.claims(checkout, CIDR_CLAIMS).items():
-                if other == cluster and key != _claim_key(cidr):
-                    git.unclaim(checkout, CIDR_CLAIMS, key)
-        return holder
-
-
-def release_cidrs(settings: Settings, cluster: str) -> None:
-    with git.clone(settings.fleet) as checkout:
-        for key, holder in git.claims(checkout, CIDR_CLAIMS).items():
-            if holder == cluster:
+    if git.claims(checkout, CIDR_CLAIMS).get(_claim_key(cidr)) == cluster:
+        return cluster
+    holder = git.claim(checkout, CIDR_CLAIMS, _claim_key(cidr), cluster)
+    if holder == cluster:
+        for key, other in git.claims(checkout, CIDR_CLAIMS).items():
+            if other == cluster and key != _claim_key(cidr):
                 git.unclaim(checkout, CIDR_CLAIMS, key)
+    return holder
+
+
+def release_cidrs(checkout: git.Checkout, cluster: str) -> None:
+    for key, holder in git.claims(checkout, CIDR_CLAIMS).items():
+        if holder == cluster:
+            git.unclaim(checkout, CIDR_CLAIMS, key)
 
 
 def _claim_key(cidr: str) -> str:
@@ -212,14 +300,6 @@ def _cidr_of(key: str) -> str:
 def owned_paths(name: str) -> tuple[str, str]:
     """What one cluster owns in the fleet: its folder (a prefix) and its Flux Kustomization."""
     return f"{CLUSTERS_DIR}{name}/", f"{FLUX_CLUSTERS_DIR}{name}.yaml"
-
-
-def _cluster(name: str, files: dict[str, str], flux: dict[str, str]) -> Manifests:
-    folder, kustomization = owned_paths(name)
-    mine = {path: content for path, content in files.items() if path.startswith(folder)}
-    if kustomization in flux:
-        mine[kustomization] = flux[kustomization]
-    return Manifests(name, tuple(Manifest(path, mine[path]) for path in sorted(mine)))
 
 
 def _initial_message(signer: Signer) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shlex
 import shutil
@@ -13,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import git as gitpython
+from gitdb.base import IStream
 
 from pipeline import signing
 from pipeline.errors import GitConflict, GitError, PushRejected, SigningError
 
 IDENTITY = ("Fleet Pipeline", "pipeline@local.invalid")
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git knows it without storing it
 
 # Written into every clone's own config, which outranks the user's: their settings must
 # not change what is written or run (no hooks, no line-ending rewrites, OpenPGP through gpg).
@@ -38,6 +41,8 @@ class Checkout:
     remote: str
     path: Path
     repo: gitpython.Repo
+    # Where what is read out of objects may be kept across runs, by object id (objects never change).
+    cache_dir: Path | None = None
 
 
 def init_bare(path: Path) -> None:
@@ -49,12 +54,24 @@ def init_bare(path: Path) -> None:
 
 
 @contextmanager
-def clone(remote: str) -> Iterator[Checkout]:
-    """Clone `remote` into a temporary work tree, removed on exit whatever happens."""
+def clone(remote: str, *, also: Sequence[str] = (), cache_dir: Path | None = None) -> Iterator[Checkout]:
+    """Clone `remote` into a temporary work tree, removed on exit whatever happens.
+
+    The namespaces `also` (refs/<namespace>/*) come with the clone, and with every fetch after it.
+    """
     parent = Path(tempfile.mkdtemp(prefix="fleet-"))
+    refspecs = [f"--config=remote.origin.fetch=+refs/{namespace}/*:refs/{namespace}/*" for namespace in also]
     try:
         try:
-            repo = gitpython.Repo.clone_from(remote, parent / "fleet", env=_ENV, no_checkout=True)
+            repo = gitpython.Repo.clone_from(
+                remote,
+                parent / "fleet",
+                env=_ENV,
+                no_checkout=True,
+                multi_options=refspecs,
+                # The options are this module's own refspecs, not anyone's input.
+                allow_unsafe_options=True,
+            )
             repo.git.update_environment(**_ENV)
             with repo.config_writer() as config:
                 for section, option, value in _PINNED_CONFIG:
@@ -65,11 +82,22 @@ def clone(remote: str) -> Iterator[Checkout]:
                 "check the --fleet location and your access to it"
             ) from failed
         try:
-            yield Checkout(remote, parent / "fleet", repo)
+            yield Checkout(remote, parent / "fleet", repo, cache_dir)
         finally:
             repo.close()
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[Checkout]:
+    """A repository on this machine, written in place (its own branches, not a remote's)."""
+    repo = gitpython.Repo(path)
+    try:
+        repo.git.update_environment(**_ENV)
+        yield Checkout(str(path), path, repo)
+    finally:
+        repo.close()
 
 
 def upstream(branch: str) -> str:
@@ -107,6 +135,64 @@ def read_tree(checkout: Checkout, rev: str, prefix: str) -> dict[str, str]:
     }
 
 
+def list_files(checkout: Checkout, rev: str, prefix: str) -> tuple[str, ...]:
+    """The paths of the files directly in folder `prefix` at `rev`, without reading them."""
+    try:
+        folder = checkout.repo.commit(rev).tree / prefix.rstrip("/")
+    except KeyError:
+        return ()
+    return tuple(sorted(str(blob.path) for blob in folder.blobs)) if isinstance(folder, gitpython.Tree) else ()
+
+
+def read_file(checkout: Checkout, rev: str, path: str) -> str | None:
+    """The file at `path` in commit `rev`; None when there is none."""
+    try:
+        item = checkout.repo.commit(rev).tree / path
+    except KeyError:
+        return None
+    return item.data_stream.read().decode("utf-8") if isinstance(item, gitpython.Blob) else None
+
+
+def blob_ids(checkout: Checkout, rev: str, prefix: str, name: str) -> dict[str, str | None]:
+    """For each folder directly under `prefix` at `rev`, by its name: the object id of its file `name`, None when
+    it has none. One listing; no file is read."""
+    listed = _git(checkout, ["ls-tree", "-r", rev, "--", prefix], f"cannot list {prefix} at {rev[:12]}", "run again")
+    found: dict[str, str | None] = {}
+    for line in listed.splitlines():
+        meta, _, path = line.partition("\t")
+        parts = path.removeprefix(prefix).split("/")
+        if len(parts) < 2:
+            continue
+        if parts[1:] == [name]:
+            found[parts[0]] = meta.split()[2]
+        else:
+            found.setdefault(parts[0], None)
+    return found
+
+
+def read_blobs(checkout: Checkout, ids: Iterable[str]) -> dict[str, str]:
+    """The content of each blob, by its object id."""
+    return {sha: checkout.repo.odb.stream(bytes.fromhex(sha)).read().decode("utf-8") for sha in ids}
+
+
+def read_each(checkout: Checkout, rev: str, prefix: str, name: str) -> dict[str, str | None]:
+    """For each folder directly under `prefix` at `rev`, by its name: its file `name`, None when it has none."""
+    tree = checkout.repo.commit(rev).tree
+    try:
+        parent = tree / prefix.rstrip("/")
+    except KeyError:
+        return {}
+    found: dict[str, str | None] = {}
+    for folder in parent.trees:
+        try:
+            blob = folder / name
+        except KeyError:
+            found[folder.name] = None
+            continue
+        found[folder.name] = blob.data_stream.read().decode("utf-8") if isinstance(blob, gitpython.Blob) else None
+    return found
+
+
 def write_files(checkout: Checkout, files: Mapping[str, str]) -> None:
     for path, content in files.items():
         target = checkout.path / path
@@ -136,15 +222,53 @@ def tree_of(checkout: Checkout, rev: str) -> str:
     return checkout.repo.commit(rev).tree.hexsha
 
 
+def tree_with(checkout: Checkout, base: str, remove: Iterable[str], files: Mapping[str, str]) -> str:
+    """The id of `base`'s tree with the paths `remove` gone and `files` written; no work tree is touched.
+
+    A fleet of thousands of clusters is never checked out: the change is made in an index of its own.
+    """
+    index = Path(checkout.repo.git_dir) / "fleet-pipeline-index"
+    env = {**_ENV, "GIT_INDEX_FILE": str(index)}
+    try:
+        lines = [f"0 {'0' * 40}\t{path}\n" for path in remove]
+        for path, content in files.items():
+            blob = checkout.repo.odb.store(IStream("blob", len(data := content.encode("utf-8")), io.BytesIO(data)))
+            lines.append(f"100644 {blob.hexsha.decode()}\t{path}\n")
+        checkout.repo.git.execute(["git", "read-tree", base], env=env)
+        with tempfile.TemporaryFile(dir=checkout.repo.git_dir) as listing:
+            listing.write("".join(lines).encode("utf-8"))
+            listing.seek(0)
+            checkout.repo.git.execute(["git", "update-index", "--index-info"], env=env, istream=listing)
+        return str(checkout.repo.git.execute(["git", "write-tree"], env=env))
+    except (gitpython.GitCommandError, OSError) as failed:
+        reason = _reason(failed) if isinstance(failed, gitpython.GitCommandError) else str(failed.strerror or failed)
+        fix = _free_space(checkout) if any(sign in reason for sign in _NO_ROOM) else "check the temporary directory"
+        raise GitError(f"cannot build the fleet's new tree: {reason}; {fix}") from failed
+    finally:
+        index.unlink(missing_ok=True)
+
+
+def commit_tree(
+    checkout: Checkout, branch: str, tree: str, parents: Sequence[str], message: str, *, signer: signing.Signer
+) -> str:
+    """A commit of `tree` on `parents`, signed by `signer`, made the local `branch`; its id."""
+    parent_args = [arg for parent in parents for arg in ("-p", parent)]
+    sha = _signed(checkout, branch, ["commit-tree", *parent_args, "-m", message, tree], signer)
+    _git(checkout, ["update-ref", f"refs/heads/{branch}", sha], f"cannot record {branch}", "run again")
+    return sha
+
+
 def commit(checkout: Checkout, message: str, signer: signing.Signer) -> str:
     """Commit what is staged, signed by `signer`; the new commit's id."""
-    _signed(checkout, ["commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", message], signer)
+    branch = checkout.repo.head.reference.name
+    _signed(checkout, branch, ["commit", "--quiet", "--no-verify", "--cleanup=whitespace", "-m", message], signer)
     return checkout.repo.head.commit.hexsha
 
 
 def merge(checkout: Checkout, rev: str, message: str, signer: signing.Signer) -> str:
     """Merge `rev` into the current branch with a signed merge commit; its id."""
-    _signed(checkout, ["merge", "--quiet", "--no-ff", "--no-verify", "-m", message, rev], signer)
+    branch = checkout.repo.head.reference.name
+    _signed(checkout, branch, ["merge", "--quiet", "--no-ff", "--no-verify", "-m", message, rev], signer)
     return checkout.repo.head.commit.hexsha
 
 
@@ -255,9 +379,22 @@ def remote_heads(checkout: Checkout, prefix: str) -> dict[str, str]:
     return {branch.removeprefix(prefix): sha for branch, sha in heads}
 
 
-def last_commit_touching(checkout: Checkout, rev: str, path: str) -> str | None:
-    found = _git(checkout, ["log", "-1", "--format=%H", rev, "--", path], f"cannot read the history of {path}", "")
-    return found.strip() or None
+def last_commits_under(checkout: Checkout, rev: str, prefix: str) -> dict[str, str]:
+    """For each folder directly under `prefix`, by name: the newest commit reachable from `rev` that changed it."""
+    listed = _git(
+        checkout,
+        ["log", "--format=%x00%H", "--name-only", rev, "--", prefix],
+        f"cannot read the history of {prefix}",
+        "run again",
+    )
+    newest: dict[str, str] = {}
+    for block in listed.split("\0")[1:]:
+        sha, _, paths = block.partition("\n")
+        for path in paths.splitlines():
+            parts = path.removeprefix(prefix).split("/")
+            if len(parts) >= 2 and parts[0]:
+                newest.setdefault(parts[0], sha.strip())
+    return newest
 
 
 def has_signature(checkout: Checkout, rev: str) -> bool:
@@ -266,10 +403,17 @@ def has_signature(checkout: Checkout, rev: str) -> bool:
     return any(line.startswith("gpgsig") for line in header.splitlines())
 
 
-def claims(checkout: Checkout, namespace: str) -> dict[str, str]:
-    """Every claim under refs/<namespace>/ on the remote: its key, and who holds it."""
+def claims(checkout: Checkout, namespace: str, *, fresh: bool = False) -> dict[str, str]:
+    """Every claim under refs/<namespace>/: its key, and who holds it. As the clone (or its last fetch) saw the
+    remote, or with `fresh`, as the remote holds them now."""
     refs = f"refs/{namespace}"
-    _git(checkout, ["fetch", "--quiet", "origin", f"+{refs}/*:{refs}/*"], f"cannot read {refs}", "run again")
+    if fresh:
+        _git(
+            checkout,
+            ["fetch", "--quiet", "--prune", "origin", f"+{refs}/*:{refs}/*"],
+            f"cannot read {refs}",
+            "run again",
+        )
     listed = _git(
         checkout,
         ["for-each-ref", "--format=%(refname)%00%(contents:subject)", f"{refs}/"],
@@ -284,7 +428,8 @@ def claim(checkout: Checkout, namespace: str, key: str, holder: str) -> str:
     """Claim refs/<namespace>/<key> for `holder` unless someone holds it; who holds it afterwards.
 
     The push creates the ref only if it does not exist yet, which the remote decides
-    atomically: of two runs claiming one key at the same moment, exactly one wins.
+    atomically: of two runs claiming one key at the same moment, exactly one wins. A lost
+    claim reads every claim afresh, so the loser learns all that were made meanwhile.
     """
     ref = f"refs/{namespace}/{key}"
     empty_tree = _git(checkout, ["hash-object", "-t", "tree", "-w", os.devnull], "cannot claim", "run again")
@@ -294,23 +439,27 @@ def claim(checkout: Checkout, namespace: str, key: str, holder: str) -> str:
     except gitpython.GitCommandError as failed:
         if not any(reason in str(failed.stderr) for reason in _MOVED):
             raise GitError(f"cannot claim {ref} in {checkout.remote}: {_reason(failed)}") from failed
-        return claims(checkout, namespace).get(key, "")
+        return claims(checkout, namespace, fresh=True).get(key, "")
+    _git(checkout, ["update-ref", ref, token], f"cannot record {ref}", "run again")
     return holder
 
 
 def unclaim(checkout: Checkout, namespace: str, key: str) -> None:
     ref = f"refs/{namespace}/{key}"
     _git(checkout, ["push", "--quiet", "origin", f":{ref}"], f"cannot release {ref}", "run again")
+    _git(checkout, ["update-ref", "-d", ref], f"cannot release {ref}", "run again")
 
 
-def _signed(checkout: Checkout, args: Sequence[str], signer: signing.Signer) -> None:
+def _signed(checkout: Checkout, branch: str, args: Sequence[str], signer: signing.Signer) -> str:
+    """Run git command `args` signing with `signer`'s key; its output."""
     identity = _identity()
-    branch = checkout.repo.head.reference.name
     with signing.gpg_env(signer.gnupg_home) as env, signing.gpg_program(signer) as (program, program_env):
         try:
-            checkout.repo.git.execute(
-                ["git", "-c", f"gpg.program={program}", args[0], f"-S{signer.fingerprint}", *args[1:]],
-                env={**identity, **env, **program_env},
+            return str(
+                checkout.repo.git.execute(
+                    ["git", "-c", f"gpg.program={program}", args[0], f"-S{signer.fingerprint}", *args[1:]],
+                    env={**identity, **env, **program_env},
+                )
             )
         except gitpython.GitCommandError as failed:
             output = f"{failed.stdout}\n{failed.stderr}"

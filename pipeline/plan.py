@@ -37,14 +37,22 @@ def plan_cluster(
 ) -> ClusterPlan:
     # Everything the inputs alone can tell is checked before any endpoint is reached.
     parsed = spec.parse(source, name)
-    on_main = fleet.cluster_manifests(settings) if fleet.exists(settings) else ()
+    with fleet.reading(settings) as checkout, source.pointing():
+        if checkout is None:
+            known, mine = allocation.Known(frozenset(), None), {}
+        else:
+            known, mine = (
+                allocation.known_cidrs(checkout, name, fleet.neighbours(checkout)),
+                fleet.own_files(checkout, name),
+            )
+        cluster = allocation.place(parsed, known)
     with source.pointing():
-        cluster = allocation.place(parsed, allocation.known_cidrs(settings, name, on_main))
         planned = network.plan(cluster, access.for_target(settings, cluster.region), settings, on_line)
     if planned.outputs is None:
         return ClusterPlan(cluster, planned, None, "")
-    mine = {f.path: f.content for m in on_main if m.cluster == name for f in m.files}
-    files, diff = pr_body.manifest_diff(mine, render.render(cluster, planned.outputs, settings.templates_dir))
+    files, diff = pr_body.manifest_diff(
+        mine, render.render(cluster, planned.outputs, settings.templates_dir, compiled=settings.compiled_templates)
+    )
     return ClusterPlan(cluster, planned, files, diff)
 
 

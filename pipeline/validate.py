@@ -11,14 +11,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
-import yaml
 
-from pipeline import addons, cel_rules, process
+from pipeline import addons, cel_rules, process, yaml_docs
 from pipeline.errors import CommandFailed, ManifestInvalid
+from pipeline.fleet import VPC_CIDR_ANNOTATION, Neighbour
 from pipeline.model import Manifest, Manifests
+from pipeline.render import flux_name
 from pipeline.schemas import Schemas
 
-VPC_CIDR_ANNOTATION = "fleet.pipeline/vpc-cidr"
 ZONES_ANNOTATION = "fleet.pipeline/zones"
 _CLUSTER_API = "cluster.x-k8s.io/"
 
@@ -46,21 +46,35 @@ class _Object:
         return f"{self.file}: {self.kind}/{self.name} {path}: {message}"
 
 
-def validate(manifests: Manifests, schemas: Schemas, fleet: Sequence[Manifests]) -> tuple[str, ...]:
+def validate(manifests: Manifests, schemas: Schemas, fleet: Sequence[Neighbour]) -> tuple[str, ...]:
     """Raise ManifestInvalid with one line per problem; when the cluster's files are sound, the CEL rules
     that could not be judged offline, one line each, for the caller to show."""
-    findings: list[str] = []
-    unchecked: set[str] = set()
-    objects = list(_objects(manifests, findings))
-    for obj in objects:
-        findings.extend(_check_object(obj, schemas, unchecked))
-    findings.extend(_check_failure_domains(objects))
-    findings.extend(_check_ready(manifests.cluster, objects))
-    findings.extend(_check_kustomize(manifests))
-    findings.extend(_check_fleet(manifests, objects, fleet))
+    findings, unchecked = validate_each([manifests], schemas, fleet)
     if findings:
         raise ManifestInvalid(findings)
-    return tuple(sorted(unchecked))
+    return unchecked
+
+
+def validate_each(
+    clusters: Sequence[Manifests], schemas: Schemas, fleet: Sequence[Neighbour]
+) -> tuple[list[str], tuple[str, ...]]:
+    """Each cluster's findings, one line each, and the CEL rules no cluster could have judged offline.
+
+    `fleet` is the rest of the fleet as its fleet-wide rules see it. kubectl kustomize builds every
+    cluster in one run; only when that fails is each built on its own, to say which one fails.
+    """
+    findings: list[str] = []
+    unchecked: set[str] = set()
+    for manifests in clusters:
+        objects = list(_objects(manifests, findings))
+        for obj in objects:
+            findings.extend(_check_object(obj, schemas, unchecked))
+        findings.extend(_check_owned(manifests.cluster, objects))
+        findings.extend(_check_failure_domains(objects))
+        findings.extend(_check_ready(manifests.cluster, objects))
+        findings.extend(_check_fleet(manifests.cluster, objects, fleet))
+    findings.extend(_check_kustomize(clusters))
+    return findings, tuple(sorted(unchecked))
 
 
 def schema_findings(files: Mapping[str, str], schemas: Schemas) -> list[str]:
@@ -72,20 +86,14 @@ def schema_findings(files: Mapping[str, str], schemas: Schemas) -> list[str]:
     return findings
 
 
-def vpc_cidr(manifests: Manifests) -> str | None:
-    """The VPC CIDR a cluster's manifests declare, as the fleet-wide rules read it."""
-    cidr = _vpc_cidr(list(_objects(manifests, [])))
-    return str(cidr) if cidr is not None else None
-
-
 def _objects(manifests: Manifests, findings: list[str]) -> Iterator[_Object]:
     for manifest in manifests.files:
         # kustomize reads its own file; the build check covers it.
         if PurePosixPath(manifest.path).name == "kustomization.yaml":
             continue
         try:
-            docs = list(yaml.safe_load_all(manifest.content))
-        except yaml.YAMLError as err:
+            docs = yaml_docs.documents(manifest.content)
+        except yaml_docs.Error as err:
             findings.append(f"{manifest.path}: not YAML: {' '.join(str(err).split())}")
             continue
         for doc in docs:
@@ -109,21 +117,20 @@ def _check_object(obj: _Object, schemas: Schemas, unchecked: set[str]) -> Iterat
     if not isinstance(api_version, str) or not isinstance(kind, str):
         return
     key = (api_version, kind)
-    schema = schemas.served.get(key)
-    if schema is None:
+    checker = schemas.checker(key)
+    if checker is None:
         if key in schemas.not_served:
             yield obj.finding(".apiVersion", f"{api_version} {kind} is defined but not served; use a served version")
         elif api_version.split("/")[0] in schemas.groups:
             yield obj.finding(".apiVersion", f"no CRD in {schemas.source} serves {api_version} {kind}")
         # Otherwise a built-in or Flux kind, which these CRDs do not describe.
         return
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(obj.body), key=lambda e: (_json_path(e.absolute_path), e.message))
+    errors = sorted(checker.errors(obj.body), key=lambda e: (_json_path(e.absolute_path), e.message))
     for error in errors:
         yield from _describe(obj, error)
     if errors:
         return
-    judged = cel_rules.evaluate(obj.body, schema)
+    judged = cel_rules.evaluate(obj.body, schemas.served[key])
     for path, message in judged.failures:
         yield obj.finding(path, message)
     unchecked.update(f"{kind} {path}: {rule} ({why})" for path, rule, why in judged.unevaluated)
@@ -149,51 +156,95 @@ def _json_path(parts: Sequence[str | int] | Any) -> str:
     return text or "."
 
 
-def _check_kustomize(manifests: Manifests) -> Iterator[str]:
-    directory = f"clusters/{manifests.cluster}"
+def _check_kustomize(clusters: Sequence[Manifests]) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="kustomize-") as tmp:
         root = Path(tmp)
-        for manifest in manifests.files:
-            relative = PurePosixPath(manifest.path)
-            if relative.is_absolute() or ".." in relative.parts:
-                yield f"{manifest.path}: not a path inside the fleet repo"
+        folders = []
+        for manifests in clusters:
+            written = list(_write_tree(root, manifests))
+            if written:
+                yield from written
+                continue
+            directory = f"clusters/{manifests.cluster}"
+            if not (root / directory / "kustomization.yaml").is_file():
+                yield f"{directory}/kustomization.yaml: missing"
+                continue
+            folders.append(directory)
+        if len(folders) > 1:
+            # One kubectl for the lot: each cluster is a resource of a kustomization that holds them all.
+            (root / "kustomization.yaml").write_text(_all_of(folders), encoding="utf-8")
+            if _kustomize(root, root) is None:
                 return
-            target = root / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(manifest.content, encoding="utf-8")
-        if not (root / directory / "kustomization.yaml").is_file():
-            yield f"{directory}/kustomization.yaml: missing"
+        for directory in folders:
+            failed = _kustomize(root, root / directory)
+            if failed is not None:
+                yield f"{directory}: kubectl kustomize fails: {failed}"
+
+
+def _write_tree(root: Path, manifests: Manifests) -> Iterator[str]:
+    for manifest in manifests.files:
+        relative = PurePosixPath(manifest.path)
+        if relative.is_absolute() or ".." in relative.parts:
+            yield f"{manifest.path}: not a path inside the fleet repo"
             return
-        try:
-            process.run(["kubectl", "kustomize", str(root / directory)])
-        except CommandFailed as err:
-            output = " ".join(err.output.replace(str(root) + "/", "").split())
-            yield f"{directory}: kubectl kustomize fails: {output}"
+    for manifest in manifests.files:
+        target = root / manifest.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(manifest.content, encoding="utf-8")
 
 
-def _check_fleet(manifests: Manifests, objects: Sequence[_Object], fleet: Sequence[Manifests]) -> Iterator[str]:
-    ours = {(o.kind, o.namespace, o.name): o for o in objects}
-    our_paths = {m.path for m in manifests.files}
+def _all_of(folders: Sequence[str]) -> str:
+    listed = "".join(f"  - {folder}\n" for folder in folders)
+    return f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{listed}"
+
+
+def _kustomize(root: Path, directory: Path) -> str | None:
+    """What kubectl kustomize says when `directory` does not build, paths relative to `root`; None when it builds."""
+    try:
+        process.run(["kubectl", "kustomize", str(directory)])
+    except CommandFailed as err:
+        return " ".join(err.output.replace(str(root) + "/", "").split())
+    return None
+
+
+def _check_owned(cluster: str, objects: Sequence[_Object]) -> Iterator[str]:
+    """A cluster's objects live in its own namespace (the Flux Kustomization in flux-system, named after it),
+    so no two clusters of the fleet can ever write the same object."""
+    for obj in objects:
+        if obj.file.startswith("flux/"):
+            wanted = ("flux-system", flux_name(cluster))
+            if (obj.namespace, obj.name) != wanted:
+                yield obj.finding(
+                    ".metadata", f"must be {wanted[1]} in namespace {wanted[0]}, which cluster {cluster} owns"
+                )
+        elif obj.kind == "Namespace":
+            if obj.name != cluster:
+                yield obj.finding(".metadata.name", f"cluster {cluster} may only create its own namespace, {cluster}")
+        elif obj.namespace != cluster:
+            yield obj.finding(".metadata.namespace", f"must be {cluster}, the namespace cluster {cluster} owns")
+
+
+def _check_fleet(cluster: str, objects: Sequence[_Object], fleet: Sequence[Neighbour]) -> Iterator[str]:
     our_cidr = _vpc_cidr(objects)
+    if our_cidr is None:
+        yield f"clusters/{cluster}: the Cluster lacks a valid '{VPC_CIDR_ANNOTATION}' annotation"
     for other in fleet:
-        if other.cluster == manifests.cluster:
-            yield f"clusters/{manifests.cluster}: a cluster named '{other.cluster}' is already in the fleet"
+        if other.cluster == cluster:
+            yield f"clusters/{cluster}: a cluster named '{other.cluster}' is already in the fleet"
             continue
-        for path in sorted(our_paths & {m.path for m in other.files}):
-            yield f"{path}: also written by cluster '{other.cluster}'"
-        others = list(_objects(other, []))
-        for theirs in others:
-            mine = ours.get((theirs.kind, theirs.namespace, theirs.name))
-            if mine is not None:
-                yield mine.finding(".metadata.name", f"cluster '{other.cluster}' has the same object")
-        their_cidr = _vpc_cidr(others)
+        their_cidr = _network(other.cidr)
         if our_cidr is not None and their_cidr is not None and our_cidr.overlaps(their_cidr):
             yield (
-                f"clusters/{manifests.cluster}: VPC CIDR {our_cidr} overlaps cluster "
+                f"clusters/{cluster}: VPC CIDR {our_cidr} overlaps cluster "
                 f"'{other.cluster}' ({their_cidr}); choose a free range"
             )
-    if our_cidr is None:
-        yield f"clusters/{manifests.cluster}: the Cluster lacks a valid '{VPC_CIDR_ANNOTATION}' annotation"
+
+
+def _network(cidr: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return None if cidr is None else ipaddress.ip_network(cidr)
+    except ValueError:
+        return None
 
 
 def _check_failure_domains(objects: Sequence[_Object]) -> Iterator[str]:
@@ -267,8 +318,5 @@ def _annotation(obj: _Object, key: str) -> str | None:
 
 def _vpc_cidr(objects: Sequence[_Object]) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
     for obj in (o for o in objects if _is_cluster(o)):
-        try:
-            return ipaddress.ip_network(str(_annotation(obj, VPC_CIDR_ANNOTATION)))
-        except ValueError:
-            return None
+        return _network(_annotation(obj, VPC_CIDR_ANNOTATION))
     return None

@@ -9,14 +9,15 @@ import pytest
 
 from pipeline import config, fleet, git, signing
 from pipeline.approve import approve, approve_cluster, cluster_review, keys_review, merge
-from pipeline.commit import commit
 from pipeline.errors import BadInput, GitConflict, PushRejected, SigningError
+from tests import fleet_calls
 from tests.fixtures import REPO_ROOT, fleet_git, fleet_refs, push_by_hand
+from tests.fleet_calls import commit
 from tests.test_commit import TRAILERS, manifests
 
 
 def _verify_main(settings: config.Settings) -> str:
-    return signing.verify_commit(Path(settings.fleet), "main", fleet.trusted_keys(settings))
+    return signing.verify_commit(Path(settings.fleet), "main", fleet_calls.trusted_keys(settings))
 
 
 def _rev(settings: config.Settings, ref: str) -> str:
@@ -24,7 +25,7 @@ def _rev(settings: config.Settings, ref: str) -> str:
 
 
 def _clusters_on_main(settings: config.Settings) -> list[str]:
-    return [m.cluster for m in fleet.cluster_manifests(settings)]
+    return [m.cluster for m in fleet_calls.cluster_manifests(settings)]
 
 
 def _two_branches_from_main(settings: config.Settings, signer: signing.Signer) -> tuple[str, str]:
@@ -42,7 +43,7 @@ def test_fast_forwards_main_to_the_signed_branch(settings: config.Settings, flee
     assert (approval.main, approval.how, approval.signer) == (head, "fast-forward", fleet_signer.fingerprint)
     assert _rev(settings, "main") == head
     assert _verify_main(settings) == fleet_signer.fingerprint
-    assert fleet.cluster_manifests(settings) == (manifests(),)
+    assert fleet_calls.cluster_manifests(settings) == (manifests(),)
 
 
 def test_signs_a_merge_when_main_moved(settings: config.Settings, fleet_signer: signing.Signer) -> None:
@@ -106,7 +107,7 @@ def test_a_signed_key_rotation_becomes_main(
     head = push_by_hand(settings.fleet, tmp_path / "work", "keys/rotation", files, fleet_signer)
     approval = approve(keys_review(), settings, fleet_signer)
     assert (approval.main, approval.how, approval.signer) == (head, "fast-forward", fleet_signer.fingerprint)
-    assert len(fleet.trusted_keys(settings)) == 2
+    assert len(fleet_calls.trusted_keys(settings)) == 2
 
 
 def test_a_key_cannot_vouch_for_its_own_addition(
@@ -237,11 +238,11 @@ def test_an_approval_gives_up_after_bounded_backoff(
     monkeypatch.setattr(git, "push", always_moved)
     monkeypatch.setattr("pipeline.approve.time.sleep", pauses.append)
     with pytest.raises(
-        GitConflict, match=r"while cluster/demo was approved \(5 attempts\); approve cluster/demo again"
+        GitConflict, match=r"while cluster/demo was approved \(12 attempts\); approve cluster/demo again"
     ):
         approve_cluster("demo", settings, fleet_signer)
-    assert len(pauses) == 4
-    for pause, step in zip(pauses, (0.1, 0.2, 0.4, 0.8), strict=True):
+    assert len(pauses) == 11
+    for pause, step in zip(pauses, (0.1, 0.2, 0.4, 0.8, 1.6, *[2.0] * 6), strict=True):
         assert step / 2 <= pause <= step
     assert fleet_refs(settings.fleet) == refs
 

@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, fleet, git, signing
+from pipeline import config, git, signing
 from pipeline.approve import approve_cluster
-from pipeline.commit import commit, remove
 from pipeline.errors import BadInput, GitConflict, SigningError
 from pipeline.model import Manifest, Manifests
+from tests import fleet_calls
 from tests.fixtures import fleet_git, fleet_refs
+from tests.fleet_calls import commit, remove
 
 TRAILERS = {"Spec-Fingerprint": "sha256:abc", "Pipeline-Run": "run-1"}
 
@@ -37,7 +38,7 @@ def test_commits_a_signed_branch_with_trailers(settings: config.Settings, fleet_
     trailers = fleet_git(settings.fleet, "log", "-1", "--format=%(trailers:only,unfold)", "cluster/demo")
     assert trailers.split("\n")[:2] == ["Pipeline-Run: run-1", "Spec-Fingerprint: sha256:abc"]
     assert fleet_git(settings.fleet, "show", "cluster/demo:flux/clusters/demo.yaml").startswith("kind: Kustomization")
-    keys = fleet.trusted_keys(settings)
+    keys = fleet_calls.trusted_keys(settings)
     assert signing.verify_commit(Path(settings.fleet), "cluster/demo", keys) == fleet_signer.fingerprint
 
 
@@ -119,7 +120,7 @@ def test_a_branch_main_moved_past_is_rebuilt_on_main(settings: config.Settings, 
     assert fleet_git(settings.fleet, "log", "-1", "--format=%P", "cluster/demo").strip() == main
     changed = fleet_git(settings.fleet, "diff", "--name-only", "main", "cluster/demo").split()
     assert changed == [m.path for m in manifests().files]
-    keys = fleet.trusted_keys(settings)
+    keys = fleet_calls.trusted_keys(settings)
     assert signing.verify_commit(Path(settings.fleet), "cluster/demo", keys) == fleet_signer.fingerprint
     refs = fleet_refs(settings.fleet)
     again = commit(manifests(), settings, fleet_signer, TRAILERS, "create")
@@ -167,7 +168,7 @@ def test_a_removal_deletes_exactly_the_clusters_files(settings: config.Settings,
         f"D\t{m.path}" for m in manifests().files
     ]
     assert fleet_git(settings.fleet, "log", "-1", "--format=%s", "cluster/demo").strip() == "cluster demo: delete"
-    keys = fleet.trusted_keys(settings)
+    keys = fleet_calls.trusted_keys(settings)
     assert signing.verify_commit(Path(settings.fleet), "cluster/demo", keys) == fleet_signer.fingerprint
     refs = fleet_refs(settings.fleet)
     again = remove("demo", settings, fleet_signer, TRAILERS, "delete")

@@ -8,6 +8,7 @@ same call converges to a signed commit.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -20,25 +21,29 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pipeline import commit, fleet, signing
+from pipeline import signing
 from pipeline.approve import approve_cluster
 from pipeline.config import Settings
 from pipeline.errors import GitError, PipelineError, PushRejected, SigningError
 from pipeline.model import CommitResult, Manifest, Manifests
+from tests import fleet_calls
 from tests.fixtures import fleet_git, fleet_refs
 
 TRAILERS = {"Pipeline-Run": "run-faults", "Spec-Fingerprint": "sha256:faults"}
 HOOK_REASON = "fleet policy: pushes are frozen until the release is out"
 FILE_SIZE_LIMIT = 256 * 1024  # bytes any one file may grow to while the disk is "full"
 BIG_MANIFEST_LINES = 100_000  # "  key: value\n" each: 1.3 MB, far over the limit, yet a few KB as a git object
+# Random bytes do not compress: as a git object too, this is far over the limit.
+INCOMPRESSIBLE = base64.b64encode(hashlib.shake_256(b"dense").digest(768 * 1024)).decode("ascii")
 
 Operation = Callable[[], CommitResult]
 
 
-def manifests(name: str = "demo", big: bool = False) -> Manifests:
+def manifests(name: str = "demo", big: bool = False, dense: bool = False) -> Manifests:
     files = {
         f"clusters/{name}/cluster.yaml": f"kind: Cluster\nmetadata: {{name: {name}}}\n",
         f"clusters/{name}/kustomization.yaml": "resources: [cluster.yaml]\n",
@@ -46,6 +51,8 @@ def manifests(name: str = "demo", big: bool = False) -> Manifests:
     }
     if big:
         files[f"clusters/{name}/big.yaml"] = "kind: ConfigMap\ndata:\n" + "  key: value\n" * BIG_MANIFEST_LINES
+    if dense:
+        files[f"clusters/{name}/dense.yaml"] = f"kind: ConfigMap\ndata:\n  blob: {INCOMPRESSIBLE}\n"
     return Manifests(name, tuple(Manifest(path, files[path]) for path in sorted(files)))
 
 
@@ -68,7 +75,7 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 def unsigned_commits(settings: Settings) -> list[str]:
     """Commits reachable from any fleet ref whose signature is not from a key main trusts."""
-    keys = fleet.trusted_keys(settings)
+    keys = fleet_calls.trusted_keys(settings)
     bad = []
     for sha in fleet_git(settings.fleet, "rev-list", "--all").split():
         try:
@@ -175,7 +182,7 @@ def converges(scene: Scene, was: Before, again: Operation) -> str:
     assert result.changed
     assert result.commit is not None
     assert fleet_git(scene.fleet, "rev-parse", f"refs/heads/{result.branch}").strip() == result.commit
-    keys = fleet.trusted_keys(scene.settings)
+    keys = fleet_calls.trusted_keys(scene.settings)
     assert signing.verify_commit(scene.fleet, result.commit, keys) == result.signer
     assert unsigned_commits(scene.settings) == []
     moved = set(fleet_refs(scene.fleet).splitlines()) ^ set(was.refs.splitlines())
@@ -189,10 +196,10 @@ def operation(op: str, scene: Scene) -> Operation:
     """The call under test; a removal needs the cluster on main first, so that is arranged here."""
     settings, signer = scene.settings, scene.signer
     if op == "commit":
-        return lambda: commit.commit(manifests(), settings, signer, TRAILERS, "create")
-    commit.commit(manifests(), settings, signer, TRAILERS, "create")
+        return lambda: fleet_calls.commit(manifests(), settings, signer, TRAILERS, "create")
+    fleet_calls.commit(manifests(), settings, signer, TRAILERS, "create")
     approve_cluster("demo", settings, signer)
-    return lambda: commit.remove("demo", settings, signer, TRAILERS, "delete")
+    return lambda: fleet_calls.remove("demo", settings, signer, TRAILERS, "delete")
 
 
 def error_head(kind: str, exit_code: int, message: str, scene: Scene) -> str:
@@ -317,14 +324,15 @@ _CHILD = f"""
 import json, os, resource, sys
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_SIZE_LIMIT}, {FILE_SIZE_LIMIT}))
-from pipeline import commit, signing
+from pipeline import signing
 from pipeline.config import load_settings
 from pipeline.errors import PipelineError
+from tests import fleet_calls
 from tests.test_commit_faults import TRAILERS, manifests
 settings = load_settings(os.environ, Path.cwd())
-cluster = manifests(big=sys.argv[1] == "big")
+cluster = manifests(dense=sys.argv[1] == "dense")
 try:
-    done = commit.commit(cluster, settings, signing.signer_for(settings), TRAILERS, "create")
+    done = fleet_calls.commit(cluster, settings, signing.signer_for(settings), TRAILERS, "create")
 except PipelineError as failed:
     print(json.dumps({{"error": type(failed).__name__, "exit": failed.exit_code, "message": str(failed)}}))
     sys.exit(failed.exit_code)
@@ -342,31 +350,11 @@ def git_ignoring_sigxfsz(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize(
-    "where",
-    [
-        pytest.param(
-            "manifests",
-            marks=pytest.mark.reliability("fault", "the disk fills while the pipeline writes a cluster's manifests"),
-        ),
-        pytest.param(
-            "checkout",
-            marks=pytest.mark.reliability("fault", "the disk fills while git checks main out into the clone"),
-        ),
-    ],
-)
-def test_a_full_disk_fails_in_one_line_and_leaves_nothing_behind(
-    where: str, scene: Scene, record_property: Callable[[str, object], None]
-) -> None:
-    if where == "checkout":
-        # Main already holds a cluster whose files exceed the room left; the new cluster is small.
-        commit.commit(manifests("bulk", big=True), scene.settings, scene.signer, TRAILERS, "create")
-        approve_cluster("bulk", scene.settings, scene.signer)
+def run_child(scene: Scene, which: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The commit of cluster demo (`which`: "dense" or "small") in a child whose files cannot grow past the limit."""
     wrappers = git_ignoring_sigxfsz(scene.root / "wrappers")
-    was = before(scene)
-
     child = subprocess.run(
-        [sys.executable, "-c", _CHILD, "big" if where == "manifests" else "small"],
+        [sys.executable, "-c", _CHILD, which],
         cwd=Path(__file__).resolve().parent.parent,
         env={
             **os.environ,
@@ -379,25 +367,47 @@ def test_a_full_disk_fails_in_one_line_and_leaves_nothing_behind(
         timeout=120,
         check=False,
     )
-
     assert "Traceback" not in child.stderr, child.stderr
-    outcome = json.loads(child.stdout)
+    return child, json.loads(child.stdout)
+
+
+@pytest.mark.reliability("fault", "the disk fills while the pipeline writes a cluster's manifests")
+def test_a_full_disk_fails_in_one_line_and_leaves_nothing_behind(
+    scene: Scene, record_property: Callable[[str, object], None]
+) -> None:
+    was = before(scene)
+
+    child, outcome = run_child(scene, "dense")
+
     assert (outcome.get("error"), outcome.get("exit"), child.returncode) == ("GitError", 1, 1), outcome
     message = str(outcome["message"])
     assert "\n" not in message
-    if where == "manifests":
-        assert "cannot write clusters/demo/big.yaml into the fleet's temporary clone: File too large" in message
-    else:
-        assert "cannot check out cluster/demo: error: unable to write file clusters/bulk/big.yaml" in message
+    assert message.startswith("cannot build the fleet's new tree: ")
+    assert "File too large" in message
     assert message.endswith(
         f"free disk space in {scene.temp}, where the fleet's temporary clones go (TMPDIR moves them), and run again"
     )
     untouched = nothing_half_written(scene, was)
     signed = all_signed(scene)
-
-    big = where == "manifests"
     after = converges(
-        scene, was, lambda: commit.commit(manifests(big=big), scene.settings, scene.signer, TRAILERS, "create")
+        scene, was, lambda: fleet_calls.commit(manifests(dense=True), scene.settings, scene.signer, TRAILERS, "create")
     )
     head = error_head(str(outcome["error"]), int(outcome["exit"]), message, scene)
     record_property("outcome", f"child exited {child.returncode}, no traceback: {head}; {untouched}; {signed}; {after}")
+
+
+@pytest.mark.reliability("fault", "main holds more than the disk has room for: nothing is checked out")
+def test_a_fleet_larger_than_the_room_left_still_takes_a_commit(
+    scene: Scene, record_property: Callable[[str, object], None]
+) -> None:
+    # Main already holds a cluster whose files exceed the room left; the new cluster is small.
+    fleet_calls.commit(manifests("bulk", big=True), scene.settings, scene.signer, TRAILERS, "create")
+    approve_cluster("bulk", scene.settings, scene.signer)
+
+    child, outcome = run_child(scene, "small")
+
+    assert child.returncode == 0, outcome
+    landed = fleet_git(scene.settings.fleet, "rev-parse", "refs/heads/cluster/demo").strip()
+    assert landed == outcome["commit"]
+    signed = all_signed(scene)
+    record_property("outcome", f"child exited 0 and pushed cluster/demo at {landed[:12]}; {signed}")

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, delete, fleet, journal, render, signing
+from pipeline import config, delete, journal, render, signing
 from pipeline.approve import approve_cluster
 from pipeline.commands import delete_cluster
-from pipeline.commit import commit
 from pipeline.errors import BadInput, Blocked, RunInProgress
 from pipeline.model import Manifest, Manifests
 from pipeline.report import Reporter
+from tests import fleet_calls
 from tests.fixtures import fleet_git, fleet_refs
 from tests.fixtures_render import sample_outputs, sample_spec
+from tests.fleet_calls import commit
 from tests.github_fake import BOT, TOKEN, FakeGitHub
 from tests.test_commit import TRAILERS
 from tests.test_network import REGION
@@ -84,7 +85,7 @@ def test_first_run_puts_a_signed_removal_up_for_local_review(
     assert message.startswith(f"cluster demo: delete (VPC {VPC} in {REGION})\n")
     assert f"Removes-Network: VPC {VPC} in {REGION}\n" in message
     assert "Pipeline-Run: " in message
-    keys = fleet.trusted_keys(settings)
+    keys = fleet_calls.trusted_keys(settings)
     assert signing.verify_commit(Path(settings.fleet), "cluster/demo", keys) == fleet_signer.fingerprint
     # The network was left alone: not even the local endpoint was started to reach it.
     assert not (settings.state_dir / "local-endpoint.json").exists()
@@ -93,7 +94,7 @@ def test_first_run_puts_a_signed_removal_up_for_local_review(
     approval = approve_cluster("demo", settings, fleet_signer)
 
     assert approval.how == "fast-forward"
-    assert [m.cluster for m in fleet.cluster_manifests(settings)] == ["other"]
+    assert [m.cluster for m in fleet_calls.cluster_manifests(settings)] == ["other"]
 
 
 def test_a_removal_under_review_is_said_so_and_nothing_is_pushed(
@@ -124,7 +125,7 @@ def test_a_pending_update_is_replaced_by_the_removal(settings: config.Settings, 
 
     assert not [path for path in tree(settings, "cluster/demo") if "demo" in path]
     assert approve_cluster("demo", settings, fleet_signer).how == "fast-forward"
-    assert fleet.cluster_manifests(settings) == ()
+    assert fleet_calls.cluster_manifests(settings) == ()
 
 
 def test_the_network_is_never_destroyed_while_main_holds_the_cluster(

@@ -11,6 +11,7 @@ import yaml
 from pipeline import config, fleet, signing
 from pipeline.errors import SigningError
 from pipeline.model import Manifest, Manifests
+from tests import fleet_calls
 from tests.fixtures import fleet_git, race
 
 
@@ -31,7 +32,7 @@ def test_creates_the_layout_with_a_signed_main(settings: config.Settings, signer
     assert source["metadata"] == {"name": "fleet", "namespace": "flux-system"}
     assert source["spec"]["ref"] == {"branch": "main"}
     assert source["spec"]["verify"] == {"mode": "HEAD", "secretRef": {"name": "fleet-signing-keys"}}
-    keys = fleet.trusted_keys(settings)
+    keys = fleet_calls.trusted_keys(settings)
     assert keys == (signing.export_public(signer),)
     assert signing.verify_commit(remote, "main", keys) == signer.fingerprint
     assert [p.name for p in remote.parent.iterdir() if p.name.startswith(".fleet.git")] == []
@@ -94,7 +95,7 @@ def test_cluster_manifests_reads_each_cluster(
     subprocess.run(["git", "add", "-A"], cwd=work, check=True)
     subprocess.run(["git", "commit", "-qm", "clusters"], cwd=work, check=True)
     subprocess.run(["git", "push", "-q", "origin", "main"], cwd=work, check=True)
-    assert fleet.cluster_manifests(settings) == (
+    assert fleet_calls.cluster_manifests(settings) == (
         Manifests("bare", (Manifest("clusters/bare/cluster.yaml", "kind: Cluster\n"),)),
         Manifests(
             "demo",
@@ -119,21 +120,21 @@ def test_runs_creating_the_fleet_together_leave_one_signed_fleet(
     assert [run.returncode for run in runs] == [0, 0, 0], [run.stderr for run in runs]
     remote = Path(settings.fleet)
     assert [p.name for p in remote.parent.iterdir() if p.name.startswith(".fleet.git")] == []
-    assert signing.verify_commit(remote, "main", fleet.trusted_keys(settings)) == signer.fingerprint
+    assert signing.verify_commit(remote, "main", fleet_calls.trusted_keys(settings)) == signer.fingerprint
 
 
 def test_a_cidr_is_claimed_once_and_a_cluster_keeps_one_claim(
     settings: config.Settings, fleet_signer: signing.Signer
 ) -> None:
-    assert fleet.claim_cidr(settings, "10.20.0.0/16", "alpha") == "alpha"
-    assert fleet.claim_cidr(settings, "10.20.0.0/16", "beta") == "alpha"
-    assert fleet.claim_cidr(settings, "10.21.0.0/16", "beta") == "beta"
-    assert fleet.cidr_claims(settings) == {"10.20.0.0/16": "alpha", "10.21.0.0/16": "beta"}
+    assert fleet_calls.claim_cidr(settings, "10.20.0.0/16", "alpha") == "alpha"
+    assert fleet_calls.claim_cidr(settings, "10.20.0.0/16", "beta") == "alpha"
+    assert fleet_calls.claim_cidr(settings, "10.21.0.0/16", "beta") == "beta"
+    assert fleet_calls.cidr_claims(settings) == {"10.20.0.0/16": "alpha", "10.21.0.0/16": "beta"}
 
-    assert fleet.claim_cidr(settings, "10.22.0.0/16", "alpha") == "alpha"
-    assert fleet.cidr_claims(settings) == {"10.21.0.0/16": "beta", "10.22.0.0/16": "alpha"}
-    fleet.release_cidrs(settings, "alpha")
-    assert fleet.cidr_claims(settings) == {"10.21.0.0/16": "beta"}
+    assert fleet_calls.claim_cidr(settings, "10.22.0.0/16", "alpha") == "alpha"
+    assert fleet_calls.cidr_claims(settings) == {"10.21.0.0/16": "beta", "10.22.0.0/16": "alpha"}
+    fleet_calls.release_cidrs(settings, "alpha")
+    assert fleet_calls.cidr_claims(settings) == {"10.21.0.0/16": "beta"}
     assert "refs/fleet/cidr/10.21.0.0-16" in fleet_git(settings.fleet, "for-each-ref")
 
 
@@ -141,16 +142,16 @@ def test_runs_claiming_one_cidr_at_the_same_moment_get_one_winner(
     settings: config.Settings, fleet_signer: signing.Signer
 ) -> None:
     setup = (
-        "import os, sys; from pathlib import Path; from pipeline import config, fleet\n"
+        "import os, sys; from pathlib import Path; from pipeline import config, fleet; from tests import fleet_calls\n"
         "settings = config.load_settings(os.environ, Path(sys.argv[1]))"
     )
     parent = str(Path(settings.fleet).parent)
     runs = race(
         setup,
-        "print(fleet.claim_cidr(settings, '10.20.0.0/16', sys.argv[2]))",
+        "print(fleet_calls.claim_cidr(settings, '10.20.0.0/16', sys.argv[2]))",
         [[parent, name] for name in ("one", "two", "three")],
     )
     holders = {run.stdout.strip() for run in runs}
     assert [run.returncode for run in runs] == [0, 0, 0]
     assert len(holders) == 1
-    assert fleet.cidr_claims(settings) == {"10.20.0.0/16": holders.pop()}
+    assert fleet_calls.cidr_claims(settings) == {"10.20.0.0/16": holders.pop()}

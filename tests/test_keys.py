@@ -14,6 +14,7 @@ from pipeline.config import Settings
 from pipeline.errors import BadInput, SigningError
 from pipeline.signing import Signer
 from pipeline.verify import verify_fleet
+from tests import fleet_calls
 from tests.fixtures import fleet_git, fleet_refs
 from tests.fixtures_render import schemas_from
 
@@ -58,7 +59,7 @@ def test_add_commits_the_key_signed_and_listed_in_the_secret(
     both = sorted([fleet_signer.fingerprint, second_signer.fingerprint])
     assert listed_keys(settings, "keys/rotation") == both
     assert sorted(built_secret(settings, "keys/rotation", tmp_path)) == [f"{fpr}.asc" for fpr in both]
-    trusted = fleet.trusted_keys(settings)
+    trusted = fleet_calls.trusted_keys(settings)
     assert signing.verify_commit(Path(settings.fleet), "keys/rotation", trusted) == fleet_signer.fingerprint
     assert fleet_git(settings.fleet, "log", "-1", "--format=%s", "keys/rotation").strip() == (
         f"keys: trust {second_signer.fingerprint}"

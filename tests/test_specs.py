@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from features.conftest import small_spec
-from pipeline import fleet, spec_source
+from pipeline import spec_source
 from pipeline.cli import main
 from pipeline.commands import specs
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.errors import EXIT_BAD_INPUT, EXIT_OK
-from tests import test_plan, test_spec
+from tests import fleet_calls, test_plan, test_spec
 from tests.test_cli import observed, run_cli
 
 SCHEMA_FILE = PROJECT_ROOT / "schemas" / "cluster-spec.schema.json"
@@ -122,7 +122,7 @@ def test_spec_check_in_actions_annotates_the_bad_files_line(tmp_path: Path):
 def test_spec_show_fills_in_every_default_and_the_cidr_the_fleet_would_give(
     settings: Settings, fleet_signer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
-    assert fleet.claim_cidr(settings, "10.20.0.0/16", "other") == "other"
+    assert fleet_calls.claim_cidr(settings, "10.20.0.0/16", "other") == "other"
     monkeypatch.setenv("PIPELINE_FLEET", settings.fleet)
     monkeypatch.setenv("PIPELINE_STATE_DIR", str(settings.state_dir))
     assert main(["spec", "show", "dev", "--json"]) == EXIT_OK

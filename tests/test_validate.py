@@ -11,6 +11,7 @@ import yaml
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import ManifestInvalid
+from pipeline.fleet import Neighbour, recorded_cidr
 from pipeline.model import Manifest, Manifests
 from pipeline.render import render
 from pipeline.schemas import Schemas
@@ -44,12 +45,18 @@ def edit(manifests: Manifests, path: str, change: Callable[[list[Doc]], None]) -
 
 def findings(manifests: Manifests, schemas: Schemas, fleet: list[Manifests] | None = None) -> list[str]:
     with pytest.raises(ManifestInvalid) as raised:
-        validate(manifests, schemas, fleet or [])
+        validate(manifests, schemas, recorded(fleet or []))
     return list(raised.value.findings)
 
 
+def recorded(clusters: list[Manifests]) -> list[Neighbour]:
+    """Other clusters as the fleet records them: each name, and its Cluster's CIDR from its cluster.yaml."""
+    files = {c.cluster: {m.path: m.content for m in c.files} for c in clusters}
+    return [Neighbour(name, recorded_cidr(f[f"clusters/{name}/cluster.yaml"])) for name, f in files.items()]
+
+
 def test_rendered_cluster_passes_schemas_kustomize_and_fleet_rules(schemas):
-    fleet = [cluster("alpha", "10.30.0.0/16"), cluster("beta", "10.40.0.0/16")]
+    fleet = recorded([cluster("alpha", "10.30.0.0/16"), cluster("beta", "10.40.0.0/16")])
 
     validate(cluster(), schemas, fleet)
 
@@ -168,7 +175,7 @@ def test_a_cluster_name_already_in_the_fleet_is_reported(schemas):
     assert found == ["clusters/demo: a cluster named 'demo' is already in the fleet"]
 
 
-def test_an_object_another_cluster_already_has_is_reported(schemas):
+def test_an_object_outside_the_clusters_own_namespace_is_reported(schemas):
     ours = cluster()
     workers = {m.path: m.content for m in ours.files}["clusters/demo/workers.yaml"]
     stolen = next(d for d in yaml.safe_load_all(workers) if d["kind"] == "KubeadmConfigTemplate")
@@ -176,11 +183,18 @@ def test_an_object_another_cluster_already_has_is_reported(schemas):
     def add_ours(docs: list[Doc]) -> None:
         docs.append(stolen)
 
-    other = edit(cluster("other", "10.30.0.0/16"), "clusters/other/workers.yaml", add_ours)
+    def rename_namespace(docs: list[Doc]) -> None:
+        docs[0]["metadata"]["name"] = "demo"
 
-    assert findings(ours, schemas, [other]) == [
-        "clusters/demo/workers.yaml: KubeadmConfigTemplate/demo-default .metadata.name: "
-        "cluster 'other' has the same object"
+    other = edit(cluster("other", "10.30.0.0/16"), "clusters/other/workers.yaml", add_ours)
+    assert findings(other, schemas) == [
+        "clusters/other/workers.yaml: KubeadmConfigTemplate/demo-default .metadata.namespace: "
+        "must be other, the namespace cluster other owns"
+    ]
+    squatting = edit(cluster("other", "10.30.0.0/16"), "clusters/other/namespace.yaml", rename_namespace)
+    assert findings(squatting, schemas) == [
+        "clusters/other/namespace.yaml: Namespace/demo .metadata.name: cluster other may only create its own "
+        "namespace, other"
     ]
 
 

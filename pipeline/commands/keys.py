@@ -34,7 +34,8 @@ def run(action: str, settings: Settings, argument: str | None = None) -> int:
 
 def _export(settings: Settings) -> int:
     if fleet.exists(settings):
-        found = fleet.trusted_keys(settings)
+        with fleet.session(settings) as checkout:
+            found = fleet.trusted_keys(checkout)
     else:
         # No fleet yet: the key a new fleet will trust is this machine's signer.
         found = (signing.export_public(signing.signer_for(settings)),)

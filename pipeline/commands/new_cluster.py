@@ -5,15 +5,19 @@ spec → network (Terraform) → render → validate → commit (signed, on clus
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from pipeline import (
     access,
     allocation,
     commit,
     fleet,
+    git,
     journal,
     network,
     node_iam,
@@ -30,11 +34,12 @@ from pipeline import (
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK, Blocked
 from pipeline.github import PullRequest
-from pipeline.model import CommitResult, Manifests, NetworkResult
+from pipeline.model import AwsAccess, CommitResult, Manifests, NetworkResult
 from pipeline.report import Outcome, Reporter
 from pipeline.spec import ClusterSpec
 
-_CLAIM_ATTEMPTS = 5
+# Each lost claim teaches a run every claim made since, so only runs that start together can take one from it.
+_CLAIM_ATTEMPTS = 12
 STAGES = ("spec", "network", "render", "validate", "commit", "review")
 
 
@@ -46,88 +51,113 @@ def run(
     parsed = spec.parse(source, name)
     if review_mode == "github":
         review.check(settings)
-    with journal.run(settings.journal_dir, name, "new-cluster") as record:
+    with (
+        journal.run(settings.journal_dir, name, "new-cluster") as record,
+        concurrent.futures.ThreadPoolExecutor(max_workers=1) as early,
+    ):
+        # The CRD schemas are read while the rest runs: the validate stage waits only for what is left of it.
+        loading = early.submit(schemas.load, settings)
         # What AWS can tell of the spec, before the fleet or the state is touched.
         aws_access = access.for_target(settings, parsed.region)
         with source.pointing():
             zones = network.preflight(parsed, aws_access)
         signer = signing.signer_for(settings)
         fleet.ensure_fleet(settings, signer)
-        on_main = fleet.cluster_manifests(settings)
-        others = tuple(m for m in on_main if m.cluster != name)
-        mine_on_main = {f.path: f.content for m in on_main if m.cluster == name for f in m.files}
-        with source.pointing():
-            upgrades.check(parsed, mine_on_main)
-        with source.pointing():
-            cluster = _claim_network(parsed, settings, on_main)
-        resume = _resuming(reporter, record.unfinished(STAGES), cluster)
-        record.stage("spec", cluster.fingerprint(), {"cidr": cluster.vpc_cidr})
+        # One clone of the fleet serves the whole run; each write to it fetches first.
+        with fleet.session(settings) as checkout:
+            on_main = fleet.neighbours(checkout)
+            others = tuple(n for n in on_main if n.cluster != name)
+            mine_on_main = fleet.own_files(checkout, name)
+            with source.pointing():
+                upgrades.check(parsed, mine_on_main)
+            with source.pointing():
+                cluster = _claim_network(parsed, checkout, on_main)
+            resume = _resuming(reporter, record.unfinished(STAGES), cluster)
+            record.stage("spec", cluster.fingerprint(), {"cidr": cluster.vpc_cidr})
 
-        with reporter.stage("network"), source.pointing():
-            done = None if resume is None else resume.done("network", cluster.fingerprint())
-            _report_node_iam(reporter, node_iam.ensure(settings, reporter.tool_line))
-            result = network.provision(
-                cluster, aws_access, settings, reporter.tool_line, force=force, done=done, zones=zones
-            )
-            _report_network(reporter, result)
-        record.stage("network", cluster.fingerprint(), _network_outcome(result))
+            with reporter.stage("network"), source.pointing():
+                done = None if resume is None else resume.done("network", cluster.fingerprint())
+                result = _build(cluster, aws_access, settings, reporter, force=force, done=done, zones=zones)
+            record.stage("network", cluster.fingerprint(), _network_outcome(result))
 
-        with reporter.stage("render"):
-            manifests = render.render(cluster, result.outputs, settings.templates_dir)
-            reporter.info(f"{len(manifests.files)} files for clusters/{name}/ and flux/clusters/{name}.yaml")
-        record.stage("render", result.outputs.fingerprint(), {"manifests": manifests.fingerprint()})
-
-        with reporter.stage("validate"):
-            unchecked = validate.validate(manifests, schemas.load(settings), others)
-            reporter.info("CRD schemas and their CEL rules, kubectl kustomize and fleet rules pass")
-            for rule in unchecked:
-                reporter.info(f"not checkable offline (the API server judges it): {rule}")
-        record.stage("validate", manifests.fingerprint(), {"valid": True})
-
-        run_id = str(record.record["run"])
-        with reporter.stage("commit"):
-            trailers = {
-                "Pipeline-Run": run_id,
-                "Spec-Fingerprint": cluster.fingerprint(),
-                "Network-Fingerprint": result.outputs.fingerprint(),
-                "State-Serial": str(result.state_serial),
-            }
-            outcome = commit.commit(manifests, settings, signer, trailers, _summary(cluster))
-            _report_commit(reporter, outcome)
-        record.stage("commit", manifests.fingerprint(), {"commit": outcome.commit, "changed": outcome.changed})
-
-        pull = None
-        on_main_already = mine_on_main == {m.path: m.content for m in manifests.files}
-        if review_mode == "github" and not on_main_already:
-            with reporter.stage("review"):
-                provenance = pr_body.Provenance(signer.fingerprint, run_id, pr_body.workflow_run_url(os.environ))
-                pull = review.open_pull_request(
-                    settings,
-                    outcome.branch,
-                    pr_body.title(cluster, new=not mine_on_main),
-                    pr_body.body(cluster, result, mine_on_main, manifests, provenance),
-                    outcome.changed,
+            with reporter.stage("render"):
+                manifests = render.render(
+                    cluster, result.outputs, settings.templates_dir, compiled=settings.compiled_templates
                 )
-                reporter.info(f"pull request #{pull.number}: {pull.url}")
-            record.stage("review", manifests.fingerprint(), {"pull_request": pull.url})
+                reporter.info(f"{len(manifests.files)} files for clusters/{name}/ and flux/clusters/{name}.yaml")
+            record.stage("render", result.outputs.fingerprint(), {"manifests": manifests.fingerprint()})
+
+            with reporter.stage("validate"):
+                unchecked = validate.validate(manifests, loading.result(), others)
+                reporter.info("CRD schemas and their CEL rules, kubectl kustomize and fleet rules pass")
+                for rule in unchecked:
+                    reporter.info(f"not checkable offline (the API server judges it): {rule}")
+            record.stage("validate", manifests.fingerprint(), {"valid": True})
+
+            run_id = str(record.record["run"])
+            with reporter.stage("commit"):
+                outcome = commit.commit(
+                    manifests, checkout, signer, _trailers(run_id, cluster, result), _summary(cluster)
+                )
+                _report_commit(reporter, outcome)
+            record.stage("commit", manifests.fingerprint(), {"commit": outcome.commit, "changed": outcome.changed})
+
+            pull = None
+            on_main_already = mine_on_main == {m.path: m.content for m in manifests.files}
+            if review_mode == "github" and not on_main_already:
+                with reporter.stage("review"):
+                    provenance = pr_body.Provenance(signer.fingerprint, run_id, pr_body.workflow_run_url(os.environ))
+                    pull = review.open_pull_request(
+                        settings,
+                        outcome.branch,
+                        pr_body.title(cluster, new=not mine_on_main),
+                        pr_body.body(cluster, result, mine_on_main, manifests, provenance),
+                        outcome.changed,
+                    )
+                    reporter.info(f"pull request #{pull.number}: {pull.url}")
+                record.stage("review", manifests.fingerprint(), {"pull_request": pull.url})
         record.finish("succeeded", commit=outcome.commit)
     reporter.finish(finished(cluster, result, manifests, outcome, pull=pull, on_main_already=on_main_already))
     return EXIT_OK
 
 
-def _claim_network(parsed: ClusterSpec, settings: Settings, on_main: tuple[Manifests, ...]) -> ClusterSpec:
+def _build(
+    cluster: ClusterSpec,
+    aws_access: AwsAccess,
+    settings: Settings,
+    reporter: Reporter,
+    *,
+    force: bool,
+    done: Mapping[str, Any] | None,
+    zones: tuple[str, ...],
+) -> NetworkResult:
+    """The account's node IAM and the cluster's network, which depend on each other in nothing: built side by side."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as beside:
+        iam = beside.submit(node_iam.ensure, settings, reporter.tool_line)
+        try:
+            result = network.provision(
+                cluster, aws_access, settings, reporter.tool_line, force=force, done=done, zones=zones
+            )
+        except BaseException:
+            concurrent.futures.wait([iam])
+            raise
+        _report_node_iam(reporter, iam.result())
+    _report_network(reporter, result)
+    return result
+
+
+def _claim_network(parsed: ClusterSpec, checkout: git.Checkout, on_main: tuple[fleet.Neighbour, ...]) -> ClusterSpec:
     """The spec with a VPC CIDR that this cluster holds in the fleet, claimed before Terraform runs.
 
     Runs started together on any machines read the same fleet; the claim is what keeps two of
-    them from building overlapping networks.
+    them from building overlapping networks. A run that loses a claim reads every claim again,
+    so it learns all that were made meanwhile, not only the one it lost.
     """
     name = parsed.name
-    known = allocation.known_cidrs(settings, name, on_main)
     for _ in range(_CLAIM_ATTEMPTS):
-        cluster = allocation.place(parsed, known)
-        if fleet.claim_cidr(settings, cluster.vpc_cidr, name) == name:
+        cluster = allocation.place(parsed, allocation.known_cidrs(checkout, name, on_main))
+        if fleet.claim_cidr(checkout, cluster.vpc_cidr, name) == name:
             return cluster
-        known = allocation.Known(known.taken | {cluster.vpc_cidr}, None)
     raise Blocked(f"no free VPC CIDR could be claimed for '{name}' in {_CLAIM_ATTEMPTS} tries; run again")
 
 
@@ -142,6 +172,15 @@ def _resuming(
         return None
     reporter.info(f"resuming from stage {unfinished.stage}: {unfinished.describe()}")
     return unfinished
+
+
+def _trailers(run_id: str, cluster: ClusterSpec, result: NetworkResult) -> dict[str, str]:
+    return {
+        "Pipeline-Run": run_id,
+        "Spec-Fingerprint": cluster.fingerprint(),
+        "Network-Fingerprint": result.outputs.fingerprint(),
+        "State-Serial": str(result.state_serial),
+    }
 
 
 def _summary(cluster: ClusterSpec) -> str:

@@ -47,9 +47,11 @@ def show(name: str, spec_path: Path | None, settings: Settings, reporter: Report
     """The spec the pipeline would act on: every default filled in, the VPC CIDR the fleet would give it."""
     source = spec_source.load(name, spec_path)
     parsed = spec.parse(source, name)
-    on_main = fleet.cluster_manifests(settings) if fleet.exists(settings) else ()
-    with source.pointing():
-        cluster = allocation.place(parsed, allocation.known_cidrs(settings, name, on_main))
+    with fleet.reading(settings) as checkout, source.pointing():
+        known = allocation.Known(frozenset(), None)
+        if checkout is not None:
+            known = allocation.known_cidrs(checkout, name, fleet.neighbours(checkout))
+        cluster = allocation.place(parsed, known)
     data = cluster.model_dump(mode="json", by_alias=True)
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     heading = f"# {cluster.name} as new-cluster would act on it: every default filled in, the VPC CIDR placed"
