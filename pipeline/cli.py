@@ -122,6 +122,12 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
 
     verify = command("verify", "Check the fleet as the reconciler would: signature, schemas, kustomize, fleet rules.")
     verify.add_argument("--ref", default="main", help="branch to check (trust always comes from main)")
+    verify.add_argument(
+        "--all",
+        action="store_true",
+        dest="everything",
+        help="check every cluster in full, not only those the branch changes (main is always checked in full)",
+    )
 
     keys = command("keys", "The signing keys the fleet trusts.")
     keys.add_argument("action", choices=("export", "add", "retire"), help="export, add FILE, or retire FINGERPRINT")
@@ -218,7 +224,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
     if args.command == "keys":
         return keys.run(args.action, settings, args.subject)
     if args.command == "verify":
-        return verify.run(args.ref, settings)
+        return verify.run(args.ref, settings, everything=args.everything)
     if args.command == "delete-cluster":
         return delete_cluster.run(args.name, args.review, args.force, settings, reporter)
     if args.command == "remove-orphans":

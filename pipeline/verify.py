@@ -5,21 +5,20 @@ Trust always comes from main: a branch under review cannot vouch for itself by a
 
 from __future__ import annotations
 
+import ipaddress
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
-from pipeline import fleet, git, process, upgrades
+from pipeline import fleet, git, process, upgrades, yaml_docs
 from pipeline.config import Settings
-from pipeline.errors import CommandFailed, ManifestInvalid, SigningError
+from pipeline.errors import CommandFailed, SigningError
 from pipeline.model import Manifests
 from pipeline.schemas import Schemas
 from pipeline.signing import verify_commit
-from pipeline.validate import schema_findings, validate
+from pipeline.validate import schema_findings, validate_each
 
 _FLUX_KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/"
 _FLUX_SOURCE = {"kind": "GitRepository", "name": "fleet"}  # the verified source fleet.py creates
@@ -35,28 +34,73 @@ class Verification:
     unchecked: tuple[str, ...] = ()  # CEL rules that only the API server can judge, one line each
 
 
-def verify_fleet(settings: Settings, schemas: Schemas, ref: str = fleet.MAIN) -> Verification:
-    """Check branch `ref` of the fleet as Flux would: signature, cluster manifests, Flux layout."""
-    with git.clone(settings.fleet) as checkout:
+def verify_fleet(
+    settings: Settings, schemas: Schemas, ref: str = fleet.MAIN, *, everything: bool = False
+) -> Verification:
+    """Check branch `ref` of the fleet as Flux would: signature, cluster manifests, Flux layout.
+
+    On a branch, the clusters it changes against main are checked in full; main itself, or any
+    branch with `everything`, has every cluster checked. The fleet-wide rules always see every
+    cluster, through what the fleet records of each.
+    """
+    with fleet.session(settings) as checkout:
         main_head = git.head_of(checkout, fleet.MAIN)
         head = git.head_of(checkout, ref)
         if main_head is None or head is None:
             missing = fleet.MAIN if main_head is None else ref
             return Verification(ref, head, None, (), (f"{settings.fleet}: no branch '{missing}'",))
         signer, findings = _signer(checkout, head, main_head)
-        clusters = fleet.clusters_at(checkout, head)
-        on_main = () if head == main_head else fleet.clusters_at(checkout, main_head)
+        index = fleet.neighbours_at(checkout, head)
+        names = [n.cluster for n in index]
+        if not everything and head != main_head:
+            touched = _clusters_touched(git.changed_paths(checkout, main_head, head))
+            names = [name for name in names if name in touched]
+        clusters = tuple(fleet.cluster_at(checkout, head, name) for name in names)
+        before = {name: fleet.own_files_at(checkout, main_head, name) for name in names} if head != main_head else {}
         system = git.read_tree(checkout, head, fleet.SYSTEM_DIR)
-        flux = git.read_tree(checkout, head, fleet.FLUX_CLUSTERS_DIR)
+        declared = git.list_files(checkout, head, fleet.FLUX_CLUSTERS_DIR)
     unchecked: set[str] = set()
-    findings.extend(_check_clusters(clusters, schemas, unchecked))
-    findings.extend(_check_upgrades(clusters, on_main))
+    found, cel = validate_each(clusters, schemas, ())
+    findings.extend(found)
+    unchecked.update(cel)
+    findings.extend(_overlaps(index))
+    findings.extend(_check_upgrades(clusters, before))
     findings.extend(_kustomize_build(system, fleet.SYSTEM_DIR))
     findings.extend(schema_findings(system, schemas))
-    findings.extend(_check_flux_clusters(flux, [c.cluster for c in clusters]))
-    return Verification(
-        ref, head, signer, tuple(c.cluster for c in clusters), tuple(findings), tuple(sorted(unchecked))
-    )
+    findings.extend(_check_flux_clusters(declared, [n.cluster for n in index], clusters))
+    return Verification(ref, head, signer, tuple(n.cluster for n in index), tuple(findings), tuple(sorted(unchecked)))
+
+
+def _clusters_touched(paths: Sequence[str]) -> set[str]:
+    """The clusters whose folder or Flux Kustomization a change touches."""
+    touched = set()
+    for path in paths:
+        parts = PurePosixPath(path).parts
+        if path.startswith(fleet.CLUSTERS_DIR) and len(parts) >= 3:
+            touched.add(parts[1])
+        elif PurePosixPath(path).parent == PurePosixPath(fleet.FLUX_CLUSTERS_DIR) and path.endswith(".yaml"):
+            touched.add(PurePosixPath(path).stem)
+    return touched
+
+
+def _overlaps(index: Sequence[fleet.Neighbour]) -> Iterator[str]:
+    """Each pair of clusters whose VPC CIDRs overlap, once, from one sorted sweep over the fleet."""
+    blocks = []
+    for neighbour in index:
+        try:
+            blocks.append((ipaddress.ip_network(neighbour.cidr or ""), neighbour.cluster))
+        except ValueError:
+            continue  # a cluster without a readable CIDR is reported by its own check
+    blocks.sort(key=lambda b: (b[0].version, int(b[0].network_address), -int(b[0].broadcast_address)))
+    open_blocks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
+    for block, name in blocks:
+        open_blocks = [(b, n) for b, n in open_blocks if b.version == block.version and b.overlaps(block)]
+        for other, other_name in open_blocks:
+            yield (
+                f"{fleet.CLUSTERS_DIR}{name}: VPC CIDR {block} overlaps cluster '{other_name}' ({other}); "
+                "choose a free range"
+            )
+        open_blocks.append((block, name))
 
 
 def _signer(checkout: git.Checkout, head: str, main_head: str) -> tuple[str | None, list[str]]:
@@ -67,24 +111,10 @@ def _signer(checkout: git.Checkout, head: str, main_head: str) -> tuple[str | No
         return None, [str(err)]
 
 
-def _check_clusters(clusters: Sequence[Manifests], schemas: Schemas, unchecked: set[str]) -> Iterator[str]:
-    """Each cluster against the schemas, kustomize and the clusters before it.
-
-    Checking a cluster only against those sorted before it visits each pair once, so a
-    rule that two clusters break together (an overlap, a shared object) is reported once.
-    """
-    for index, cluster in enumerate(clusters):
-        try:
-            unchecked.update(validate(cluster, schemas, clusters[:index]))
-        except ManifestInvalid as invalid:
-            yield from invalid.findings
-
-
-def _check_upgrades(clusters: Sequence[Manifests], on_main: Sequence[Manifests]) -> Iterator[str]:
+def _check_upgrades(clusters: Sequence[Manifests], on_main: Mapping[str, Mapping[str, str]]) -> Iterator[str]:
     """Each cluster's Kubernetes version against main's: the control plane moves one minor up at a time."""
-    before = {m.cluster: upgrades.version_on_main({f.path: f.content for f in m.files}) for m in on_main}
     for cluster in clusters:
-        current = before.get(cluster.cluster)
+        current = upgrades.version_on_main(on_main.get(cluster.cluster, {}))
         wanted = upgrades.version_on_main({f.path: f.content for f in cluster.files})
         refused = None if current is None or wanted is None else upgrades.refusal(wanted, current)
         if refused is not None:
@@ -105,25 +135,35 @@ def _kustomize_build(files: Mapping[str, str], folder: str) -> Iterator[str]:
             yield f"{folder.rstrip('/')}: kubectl kustomize fails: {output}"
 
 
-def _check_flux_clusters(flux: Mapping[str, str], clusters: Sequence[str]) -> Iterator[str]:
-    """One Flux Kustomization per cluster folder, each applying that folder from the verified source."""
+def _check_flux_clusters(flux: Sequence[str], clusters: Sequence[str], checked: Sequence[Manifests]) -> list[str]:
+    """One Flux Kustomization per cluster folder; each checked cluster's applies its folder from the verified
+    source. By path."""
     declared = {
         PurePosixPath(path).stem: path
         for path in flux
         if PurePosixPath(path).parent == PurePosixPath(fleet.FLUX_CLUSTERS_DIR) and path.endswith(".yaml")
     }
-    for name in sorted(set(clusters) - set(declared)):
-        yield f"{fleet.CLUSTERS_DIR}{name}: no Flux Kustomization {fleet.FLUX_CLUSTERS_DIR}{name}.yaml applies it"
-    for name, path in sorted(declared.items()):
-        if name not in clusters:
-            yield f"{path}: no cluster folder {fleet.CLUSTERS_DIR}{name}/ for it to apply"
-        yield from _check_flux_kustomization(path, flux[path], name)
+    findings = [
+        f"{fleet.CLUSTERS_DIR}{name}: no Flux Kustomization {fleet.FLUX_CLUSTERS_DIR}{name}.yaml applies it"
+        for name in sorted(set(clusters) - set(declared))
+    ]
+    findings += [
+        f"{path}: no cluster folder {fleet.CLUSTERS_DIR}{name}/ for it to apply"
+        for name, path in declared.items()
+        if name not in clusters
+    ]
+    for cluster in checked:
+        _, path = fleet.owned_paths(cluster.cluster)
+        content = next((m.content for m in cluster.files if m.path == path), None)
+        if content is not None:
+            findings.extend(_check_flux_kustomization(path, content, cluster.cluster))
+    return sorted(findings)
 
 
 def _check_flux_kustomization(path: str, content: str, name: str) -> Iterator[str]:
     try:
-        docs = [doc for doc in yaml.safe_load_all(content) if isinstance(doc, Mapping)]
-    except yaml.YAMLError as err:
+        docs = [doc for doc in yaml_docs.documents(content) if isinstance(doc, Mapping)]
+    except yaml_docs.Error as err:
         yield f"{path}: not YAML: {' '.join(str(err).split())}"
         return
     kustomizations = [doc for doc in docs if _is_flux_kustomization(doc)]
