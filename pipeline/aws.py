@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -210,6 +211,20 @@ def read_state(access: AwsAccess, bucket: str, key: str) -> dict[str, Any] | Non
     return state
 
 
+def state_keys(access: AwsAccess, bucket: str) -> frozenset[str]:
+    """Every key in the state bucket, from one listing (a page per thousand); none when the bucket is missing."""
+    with _translated("s3:ListBucket", f"s3://{bucket}", "allow s3:ListBucket on the state bucket"):
+        keys: set[str] = set()
+        try:
+            for page in _client(access, "s3").get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                keys.update(item["Key"] for item in page.get("Contents", ()))
+        except ClientError as e:
+            if _code(e) in _MISSING_BUCKET:
+                return frozenset()
+            raise
+    return frozenset(keys)
+
+
 def state_exists(access: AwsAccess, bucket: str, key: str) -> bool:
     """Whether s3://bucket/key exists; a missing bucket counts as no state, and nothing is created."""
     with _translated("s3:HeadObject", f"s3://{bucket}/{key}", "allow s3:GetObject on the state bucket"):
@@ -283,7 +298,10 @@ def _client(access: AwsAccess, service: Literal["s3"]) -> S3Client: ...
 def _client(access: AwsAccess, service: Literal["ec2"]) -> EC2Client: ...
 @overload
 def _client(access: AwsAccess, service: Literal["sts"]) -> STSClient: ...
+@functools.lru_cache(maxsize=32)
 def _client(access: AwsAccess, service: str) -> Any:
+    """One client per endpoint, credentials and service for the whole process: making one costs milliseconds,
+    and clients are safe to share between threads."""
     env = dict(access.env)
     session = boto3.session.Session(
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),

@@ -7,22 +7,21 @@ the health from the commit statuses Flux posted on main's head (one forge call f
 
 from __future__ import annotations
 
-import functools
+import concurrent.futures
+import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from pipeline import aws, fleet, git, health, journal, network
+from pipeline import aws, fleet, git, health, journal, network, yaml_docs
 from pipeline.commit import review_branch
 from pipeline.config import Settings
-from pipeline.errors import BadInput, PipelineError, SigningError
-from pipeline.model import AwsAccess, Manifests
-from pipeline.signing import verify_commit
-from pipeline.validate import VPC_CIDR_ANNOTATION
+from pipeline.errors import BadInput, PipelineError
+from pipeline.fleet import VPC_CIDR_ANNOTATION
+from pipeline.model import AwsAccess
+from pipeline.signing import trusted_signers
 
 REGION_ANNOTATION = "fleet.pipeline/region"
 UNSIGNED = "unsigned"
@@ -35,6 +34,8 @@ _NOT_RUNNING = "no AWS endpoint is running to ask; for the local target, `python
 AccessFor = Callable[[str], AwsAccess | None]
 # Where a region's state bucket is (access and bucket name), or why that cannot be known.
 _Location = tuple[AwsAccess, str] | str
+# State objects read at once: S3 answers each in a round trip, and one client serves them all.
+_READERS = 8
 
 
 @dataclass(frozen=True)
@@ -66,39 +67,42 @@ class ClusterStatus:
 class _Entry:
     """A cluster as the fleet repository holds it."""
 
-    manifests: Manifests  # as on main, else as on its review branch
+    annotations: Mapping[str, str]  # of its Cluster object, as on main, else as on its review branch
     commit: str | None
     review_head: str | None
 
 
 def fleet_status(settings: Settings, access_for: AccessFor) -> tuple[ClusterStatus, ...]:
     """Every cluster on main or only under review, by name; none when there is no fleet yet."""
-    if not fleet.exists(settings):
-        return ()
-    locate = _locator(settings, access_for)
-    with git.clone(settings.fleet) as checkout:
+    with fleet.reading(settings) as checkout:
+        if checkout is None:
+            return ()
         entries = _entries(checkout)
-        signatures = _signatures(checkout)
+        signatures = _signatures(checkout, [e.commit for e in entries.values() if e.commit is not None])
         reported = health.read(settings, git.head_of(checkout, fleet.MAIN), entries)
-        return tuple(
-            _status(settings, name, entry, signatures, locate, reported=reported[name])
-            for name, entry in entries.items()
-        )
+    serials = _serials(
+        settings, access_for, {name: e.annotations.get(REGION_ANNOTATION) for name, e in entries.items()}
+    )
+    return tuple(
+        _status(settings, name, entry, signatures, serials[name], reported=reported[name])
+        for name, entry in entries.items()
+    )
 
 
 def cluster_status(settings: Settings, name: str, access_for: AccessFor) -> ClusterStatus:
     """One cluster's status; BadInput naming the known clusters when it is not in the fleet."""
     if not fleet.exists(settings):
         raise BadInput(f"no fleet at {settings.fleet} yet, so no cluster '{name}'; new-cluster creates both")
-    with git.clone(settings.fleet) as checkout:
+    with fleet.session(settings) as checkout:
         entries = _entries(checkout)
         if name not in entries:
             known = ", ".join(entries) or "none"
             raise BadInput(f"cluster '{name}' is not in the fleet {settings.fleet} (known: {known}); check the name")
+        entry = entries[name]
         reported = health.read(settings, git.head_of(checkout, fleet.MAIN), [name])[name]
-        return _status(
-            settings, name, entries[name], _signatures(checkout), _locator(settings, access_for), reported=reported
-        )
+        signatures = _signatures(checkout, [] if entry.commit is None else [entry.commit])
+    serials = _serials(settings, access_for, {name: entry.annotations.get(REGION_ANNOTATION)})
+    return _status(settings, name, entry, signatures, serials[name], reported=reported)
 
 
 def to_json(status: ClusterStatus | tuple[ClusterStatus, ...]) -> str:
@@ -111,24 +115,22 @@ def _status(
     settings: Settings,
     name: str,
     entry: _Entry,
-    signature_of: Callable[[str], str],
-    locate: Callable[[str], _Location],
+    signatures: Mapping[str, str],
+    serial: tuple[int | None, str | None],
     *,
     reported: health.Health,
 ) -> ClusterStatus:
-    annotations = _annotations(entry.manifests)
-    region = annotations.get(REGION_ANNOTATION)
-    serial, unknown = _serial(name, locate(region)) if region else (None, f"no '{REGION_ANNOTATION}' annotation")
+    annotations = entry.annotations
     return ClusterStatus(
         name=name,
-        region=region,
+        region=annotations.get(REGION_ANNOTATION),
         vpc_cidr=annotations.get(VPC_CIDR_ANNOTATION),
         commit=entry.commit,
-        signature=None if entry.commit is None else signature_of(entry.commit),
+        signature=None if entry.commit is None else signatures[entry.commit],
         review_branch=None if entry.review_head is None else review_branch(name),
         review_head=entry.review_head,
-        state_serial=serial,
-        state_unknown=unknown,
+        state_serial=serial[0],
+        state_unknown=serial[1],
         last_run=_last_run(settings.journal_dir, name),
         health=reported.state,
         health_detail=reported.detail,
@@ -136,9 +138,13 @@ def _status(
 
 
 def _entries(checkout: git.Checkout) -> dict[str, _Entry]:
-    """The clusters on main and those only on an open review branch, by name."""
+    """The clusters on main and those only on an open review branch, by name.
+
+    What a listing shows of a cluster is in its Cluster object's file; the rest of its files are not read.
+    """
     main_head = git.head_of(checkout, fleet.MAIN)
-    on_main = {} if main_head is None else {m.cluster: m for m in fleet.clusters_at(checkout, main_head)}
+    on_main = {} if main_head is None else git.read_each(checkout, main_head, fleet.CLUSTERS_DIR, fleet.CLUSTER_FILE)
+    last = {} if main_head is None else git.last_commits_under(checkout, main_head, fleet.CLUSTERS_DIR)
     open_reviews = {
         name: head
         for name, head in git.remote_heads(checkout, review_branch("")).items()
@@ -147,77 +153,90 @@ def _entries(checkout: git.Checkout) -> dict[str, _Entry]:
     entries: dict[str, _Entry] = {}
     for name in sorted(on_main.keys() | open_reviews.keys()):
         head = open_reviews.get(name)
-        if name in on_main and main_head is not None:
-            entries[name] = _Entry(
-                on_main[name], git.last_commit_touching(checkout, main_head, fleet.owned_paths(name)[0]), head
-            )
+        if name in on_main:
+            entries[name] = _Entry(_annotations(on_main[name]), last.get(name), head)
         elif head is not None:
-            branch_copy = [m for m in fleet.clusters_at(checkout, head) if m.cluster == name]
+            folder, _ = fleet.owned_paths(name)
             # A branch named like a review that holds no such cluster is not a cluster.
-            if branch_copy:
-                entries[name] = _Entry(branch_copy[0], None, head)
+            if git.list_files(checkout, head, folder):
+                recorded = git.read_file(checkout, head, f"{folder}{fleet.CLUSTER_FILE}")
+                entries[name] = _Entry(_annotations(recorded), None, head)
     return entries
 
 
-def _signatures(checkout: git.Checkout) -> Callable[[str], str]:
-    """Who signed a commit, judged against main's trusted keys; each commit checked once."""
+def _signatures(checkout: git.Checkout, commits: Sequence[str]) -> dict[str, str]:
+    """Who signed each commit, judged against main's trusted keys, in one pass."""
     main_head = git.head_of(checkout, fleet.MAIN)
     trusted = () if main_head is None else fleet.keys_at(checkout, main_head)
+    signers = trusted_signers(checkout.path, sorted(set(commits)), trusted)
+    return {rev: UNSIGNED if signer == "" else signer or UNTRUSTED for rev, signer in signers.items()}
 
-    @functools.cache
-    def signature_of(rev: str) -> str:
-        if not git.has_signature(checkout, rev):
-            return UNSIGNED
+
+def _serials(
+    settings: Settings, access_for: AccessFor, regions: Mapping[str, str | None]
+) -> dict[str, tuple[int | None, str | None]]:
+    """Each cluster's state serial, or None and why it is unknown.
+
+    Each region's bucket is found once and listed once; only the states it holds are read, in parallel.
+    """
+    found: dict[str, tuple[int | None, str | None]] = {}
+    by_region: dict[str, list[str]] = {}
+    for name, region in regions.items():
+        if region is None:
+            found[name] = (None, f"no '{REGION_ANNOTATION}' annotation")
+        else:
+            by_region.setdefault(region, []).append(name)
+    for region, names in sorted(by_region.items()):
+        location = _locate(settings, access_for, region)
+        if isinstance(location, str):
+            found.update({name: (None, location) for name in names})
+            continue
+        access, bucket = location
         try:
-            return verify_commit(checkout.path, rev, trusted)
-        except SigningError:
-            return UNTRUSTED
-
-    return signature_of
-
-
-def _locator(settings: Settings, access_for: AccessFor) -> Callable[[str], _Location]:
-    """Each region's state bucket, asked once: an unreachable endpoint costs one timeout, not one per cluster."""
-
-    @functools.cache
-    def locate(region: str) -> _Location:
-        try:
-            access = access_for(region)
-            if access is None:
-                return _NOT_RUNNING
-            return access, network.state_bucket(settings, aws.caller_identity(access), region)
+            held = aws.state_keys(access, bucket)
         except PipelineError as failed:
-            return str(failed)
+            found.update({name: (None, str(failed)) for name in names})
+            continue
+        present = [name for name in names if network.state_key(name) in held]
+        found.update({name: (None, None) for name in names if name not in present})
+        with concurrent.futures.ThreadPoolExecutor(max_workers=_READERS) as pool:
+            read = pool.map(_serial, present, itertools.repeat(access), itertools.repeat(bucket))
+            found.update(zip(present, read, strict=True))
+    return found
 
-    return locate
+
+def _locate(settings: Settings, access_for: AccessFor, region: str) -> _Location:
+    """The region's state bucket: an unreachable endpoint costs one timeout, not one per cluster."""
+    try:
+        access = access_for(region)
+        if access is None:
+            return _NOT_RUNNING
+        return access, network.state_bucket(settings, aws.caller_identity(access), region)
+    except PipelineError as failed:
+        return str(failed)
 
 
-def _serial(name: str, location: _Location) -> tuple[int | None, str | None]:
-    """The state serial, or None and why it is unknown."""
-    if isinstance(location, str):
-        return None, location
-    access, bucket = location
+def _serial(name: str, access: AwsAccess, bucket: str) -> tuple[int | None, str | None]:
     try:
         return aws.state_serial(access, bucket, network.state_key(name)), None
     except PipelineError as failed:
         return None, str(failed)
 
 
-def _annotations(manifests: Manifests) -> Mapping[str, str]:
-    """The annotations of the cluster's Cluster API Cluster object; none when it has none."""
-    for manifest in manifests.files:
-        try:
-            docs = list(yaml.safe_load_all(manifest.content))
-        except yaml.YAMLError:
-            continue  # validation reports broken files; a listing shows what it can
-        for doc in docs:
-            if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
-                continue
-            if not str(doc.get("apiVersion", "")).startswith(_CLUSTER_API):
-                continue
-            metadata = doc.get("metadata")
-            annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-            return {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {}
+def _annotations(text: str | None) -> Mapping[str, str]:
+    """The annotations of the Cluster API Cluster object in a cluster.yaml; none when it has none."""
+    try:
+        docs = yaml_docs.documents(text or "")
+    except yaml_docs.Error:
+        return {}  # validation reports broken files; a listing shows what it can
+    for doc in docs:
+        if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
+            continue
+        if not str(doc.get("apiVersion", "")).startswith(_CLUSTER_API):
+            continue
+        metadata = doc.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+        return {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {}
     return {}
 
 

@@ -173,30 +173,48 @@ def verify_commit(repo_path: Path, rev: str, trusted_keys: Sequence[str]) -> str
     """
     if not trusted_keys:
         raise SigningError("the fleet trusts no keys (flux/system/keys/ is empty); add a public key there")
+    with _trusting(trusted_keys) as env:
+        result = process.run(
+            [*_GIT_GPG, "-c", "gpg.minTrustLevel=undefined", "verify-commit", "--raw", rev],
+            cwd=repo_path,
+            env=env,
+            check=False,
+        )
+    return _trusted_signer(rev, result)
+
+
+def trusted_signers(repo_path: Path, revs: Sequence[str], trusted_keys: Sequence[str]) -> dict[str, str | None]:
+    """Each commit's trusted signer (primary key fingerprint), '' when it is unsigned, None when no trusted key
+    signed it. One git call for them all, judged as `verify_commit` judges one."""
+    if not revs:
+        return {}
+    with _trusting(trusted_keys) as env:
+        listed = process.run(
+            [*_GIT_GPG, "log", "--no-walk=unsorted", "--format=%H%x00%G?%x00%GP", *revs], cwd=repo_path, env=env
+        )
+    found: dict[str, str | None] = {}
+    for line in listed.stdout.splitlines():
+        rev, status, primary = [*line.split("\0"), "", ""][:3]
+        # G: good and valid; U: good from a key of unknown trust, which every key of a fresh home is.
+        found[rev] = "" if status == "N" else primary if status in ("G", "U") and primary else None
+    return found
+
+
+# git verifying OpenPGP signatures through plain gpg, whatever the user's git config says.
+_GIT_GPG = ("git", "-c", "gpg.format=openpgp", "-c", "gpg.program=gpg")
+
+
+@contextmanager
+def _trusting(trusted_keys: Sequence[str]) -> Iterator[dict[str, str]]:
+    """The environment of a fresh GnuPG home that knows the trusted keys and nothing else, removed after."""
     home = Path(tempfile.mkdtemp(prefix="fleet-verify-"))
     try:
         with gpg_env(home) as env:
-            _gpg(["--import"], env, "could not import the fleet's trusted keys", stdin="\n".join(trusted_keys))
-            result = process.run(
-                [
-                    "git",
-                    "-c",
-                    "gpg.format=openpgp",
-                    "-c",
-                    "gpg.program=gpg",
-                    "-c",
-                    "gpg.minTrustLevel=undefined",
-                    "verify-commit",
-                    "--raw",
-                    rev,
-                ],
-                cwd=repo_path,
-                env=env,
-                check=False,
-            )
+            if trusted_keys:
+                _gpg(["--import"], env, "could not import the fleet's trusted keys", stdin="\n".join(trusted_keys))
+            yield env
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    return _trusted_signer(rev, result)
 
 
 def _trusted_signer(rev: str, result: process.Result) -> str:

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from pipeline import approve, aws, commit, fleet, inventory, journal, render, signing
+from pipeline import approve, aws, fleet, inventory, journal, render, signing
 from pipeline.commands import list_clusters, status
 from pipeline.config import Settings
 from pipeline.errors import AwsError, BadInput
 from pipeline.model import AwsAccess
+from tests import fleet_calls
 from tests.fixtures import fleet_git, free_port, push_by_hand
 from tests.fixtures_render import sample_outputs, sample_spec
 
@@ -56,7 +57,7 @@ def _state(serial: int) -> str:
 def _propose(settings: Settings, signer: signing.Signer, name: str, cidr: str, **changes: object) -> str:
     """The cluster's rendered manifests as a signed commit on cluster/NAME; its id."""
     manifests = render.render(sample_spec(name, cidr, **changes), sample_outputs(cidr), settings.templates_dir)
-    result = commit.commit(manifests, settings, signer, TRAILERS, "create")
+    result = fleet_calls.commit(manifests, settings, signer, TRAILERS, "create")
     assert result.commit is not None
     return result.commit
 
