@@ -62,7 +62,7 @@ def ensure(settings: Settings, on_line: terraform.LineSink | None = None) -> Nod
         terraform.init(ws, network.backend_config(bucket, STATE_KEY, access), on_line)
         # Nothing here is a cluster's to review: the stack is the same for every account.
         terraform.apply_unreviewed(ws, var_file, on_line, lock_timeout=_LOCK_TIMEOUT)
-        out = terraform.outputs(ws).values
+        out = terraform.state_of(aws.read_state(access, bucket, STATE_KEY)).outputs.values
     try:
         return NodeIam(str(out["control_plane_profile"]), str(out["nodes_profile"]), applied=True)
     except KeyError as e:

@@ -225,6 +225,10 @@ def _cache_lock(cache: Path | None) -> Iterator[None]:
         yield
 
 
+# The last line of every successful apply, in every Terraform release since 0.12.
+_APPLIED = re.compile(r"Apply complete! Resources: (\d+) added, (\d+) changed, (\d+) destroyed")
+
+
 def plan(
     ws: Workspace,
     var_file: Path,
@@ -306,9 +310,11 @@ def apply(ws: Workspace, saved: Plan, on_line: LineSink | None = None, *, lock_t
     )
 
 
-def apply_unreviewed(ws: Workspace, var_file: Path, on_line: LineSink | None = None, *, lock_timeout: str) -> None:
-    """Plan and apply in one command, for a stack whose changes nobody reviews plan by plan."""
-    _run(
+def apply_unreviewed(
+    ws: Workspace, var_file: Path, on_line: LineSink | None = None, *, lock_timeout: str = LOCK_TIMEOUT
+) -> PlanSummary:
+    """Plan and apply in one command, for changes nobody reviews plan by plan; what it changed."""
+    result = _run(
         ws,
         "apply",
         on_line,
@@ -318,6 +324,8 @@ def apply_unreviewed(ws: Workspace, var_file: Path, on_line: LineSink | None = N
         auto_approve=IsFlagged,
         var_file=str(var_file),
     )
+    counts = _APPLIED.search(result.stdout)
+    return PlanSummary(*(int(n) for n in counts.groups())) if counts else PlanSummary(0, 0, 0)
 
 
 def destroy(ws: Workspace, var_file: Path, on_line: LineSink | None = None) -> None:
@@ -361,7 +369,12 @@ class State(NamedTuple):
 
 def pulled(ws: Workspace) -> State:
     """The state in one call; sensitive outputs' values are only remembered, to be masked wherever they appear."""
-    raw = _state(ws)
+    return state_of(_state(ws))
+
+
+def state_of(raw: Mapping[str, Any] | None) -> State:
+    """A state file's content as read from its backend (None: no state yet), as `pulled` gives it."""
+    raw = raw or {}
     return State(int(raw.get("serial", 0)), _outputs(raw.get("outputs") or {}), tuple(raw.get("resources") or ()))
 
 
