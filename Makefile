@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export PIPELINE_CRDS_DIR ?= $(abspath $(wildcard ../shared/crds))
 CLUSTER ?= demo
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(VENV)/.dev
 test: lint
 	$(BIN)/pytest -n auto --dist worksteal --reliability-report=build/reliability.json
 	$(BIN)/python scripts/reliability_report.py build/reliability.json docs/RELIABILITY.md
+
+# Every measure of `python -m bench` on tiny fleets, so that the benchmark cannot rot; not its figures.
+bench-smoke: $(VENV)/.dev
+	$(BIN)/python -m bench --smoke --json build/bench-smoke.json
 
 clean:
 	rm -rf $(VENV) .pipeline fleet.git
