@@ -131,17 +131,13 @@ def _build(
     done: Mapping[str, Any] | None,
     zones: tuple[str, ...],
 ) -> NetworkResult:
-    """The account's node IAM and the cluster's network, which depend on each other in nothing: built side by side."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as beside:
-        iam = beside.submit(node_iam.ensure, settings, reporter.tool_line)
-        try:
-            result = network.provision(
-                cluster, aws_access, settings, reporter.tool_line, force=force, done=done, zones=zones
-            )
-        except BaseException:
-            concurrent.futures.wait([iam])
-            raise
-        _report_node_iam(reporter, iam.result())
+    """The account's node IAM, then the cluster's network.
+
+    One after the other, though neither needs the other: a run killed while both applied would
+    leave both states locked, and the account's lock makes every run on every machine wait.
+    """
+    _report_node_iam(reporter, node_iam.ensure(settings, reporter.tool_line))
+    result = network.provision(cluster, aws_access, settings, reporter.tool_line, force=force, done=done, zones=zones)
     _report_network(reporter, result)
     return result
 
