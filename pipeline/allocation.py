@@ -29,6 +29,11 @@ def known_cidrs(checkout: git.Checkout, name: str, on_main: Sequence[fleet.Neigh
     return Known(frozenset(taken), claimed or _in_fleet(checkout, name, on_main))
 
 
+def known_in(checkout: git.Checkout | None, name: str) -> Known:
+    """`known_cidrs` against main for a command that reads the fleet, if there is one yet."""
+    return Known(frozenset(), None) if checkout is None else known_cidrs(checkout, name, fleet.neighbours(checkout))
+
+
 def place(cluster: ClusterSpec, known: Known) -> ClusterSpec:
     """The spec with its VPC CIDR: the one it names, free of the others; else the one it has; else a free one.
 
@@ -63,7 +68,8 @@ def allocate(taken: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> 
 def _in_fleet(checkout: git.Checkout, name: str, on_main: Sequence[fleet.Neighbour]) -> str | None:
     """The CIDR the cluster's review branch records, else main's."""
     folder, _ = fleet.owned_paths(name)
-    under_review = fleet.own_files(checkout, name, commit.review_branch(name)).get(f"{folder}{fleet.CLUSTER_FILE}")
+    head = git.head_of(checkout, commit.review_branch(name))
+    under_review = None if head is None else git.read_file(checkout, head, f"{folder}{fleet.CLUSTER_FILE}")
     if under_review is not None:
         return fleet.recorded_cidr(under_review)
     return next((n.cidr for n in on_main if n.cluster == name), None)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import git, github, yaml_docs
+from pipeline import atomic_file, git, github, yaml_docs
 from pipeline.config import PROJECT_ROOT, Settings, is_git_url
 from pipeline.errors import BadInput
 from pipeline.model import Manifest, Manifests
@@ -28,6 +28,7 @@ CLUSTERS_DIR = "clusters/"
 CLUSTER_FILE = "cluster.yaml"  # in each cluster's folder: its Cluster object, which records its VPC CIDR
 # The annotation on each Cluster that the fleet-wide rules read its VPC CIDR from.
 VPC_CIDR_ANNOTATION = "fleet.pipeline/vpc-cidr"
+_CLUSTER_API = "cluster.x-k8s.io/"
 FLUX_CLUSTERS_DIR = "flux/clusters/"
 TRUSTED_KEYS_REF = "fleet-signing-keys"  # the Secret that spec.verify names
 # Flux needs a URL it can reach; a fleet created here has none until it is pushed somewhere.
@@ -214,11 +215,7 @@ def _read_cache(path: Path | None) -> dict[str, str | None]:
 def _write_cache(path: Path, entries: dict[str, str | None]) -> None:
     """Replaced whole, so concurrent runs each leave a complete cache; an unwritable one only costs reads."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(entries, out, sort_keys=True)
-        os.replace(tmp, path)
+        atomic_file.write(path, json.dumps(entries, sort_keys=True).encode("utf-8"))
     except OSError:
         return
 
@@ -244,16 +241,24 @@ def cluster_at(checkout: git.Checkout, rev: str, name: str) -> Manifests:
 
 def recorded_cidr(text: str | None) -> str | None:
     """The VPC CIDR annotation of the Cluster object in a cluster's cluster.yaml; None when there is none."""
+    return cluster_annotations(text).get(VPC_CIDR_ANNOTATION)
+
+
+def cluster_annotations(text: str | None) -> dict[str, str]:
+    """The annotations of the Cluster API Cluster object in a cluster.yaml; none when it has none."""
     try:
         docs = yaml_docs.documents(text or "")
     except yaml_docs.Error:
-        return None
+        return {}  # validation reports broken files; readers of the record take what they can
     for doc in docs:
-        if isinstance(doc, dict) and doc.get("kind") == "Cluster":
-            annotations = (doc.get("metadata") or {}).get("annotations") or {}
-            cidr = annotations.get(VPC_CIDR_ANNOTATION) if isinstance(annotations, dict) else None
-            return cidr if isinstance(cidr, str) else None
-    return None
+        if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
+            continue
+        if not str(doc.get("apiVersion", "")).startswith(_CLUSTER_API):
+            continue
+        metadata = doc.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+        return {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {}
+    return {}
 
 
 def exists(settings: Settings) -> bool:

@@ -177,20 +177,9 @@ def read_blobs(checkout: Checkout, ids: Iterable[str]) -> dict[str, str]:
 
 def read_each(checkout: Checkout, rev: str, prefix: str, name: str) -> dict[str, str | None]:
     """For each folder directly under `prefix` at `rev`, by its name: its file `name`, None when it has none."""
-    tree = checkout.repo.commit(rev).tree
-    try:
-        parent = tree / prefix.rstrip("/")
-    except KeyError:
-        return {}
-    found: dict[str, str | None] = {}
-    for folder in parent.trees:
-        try:
-            blob = folder / name
-        except KeyError:
-            found[folder.name] = None
-            continue
-        found[folder.name] = blob.data_stream.read().decode("utf-8") if isinstance(blob, gitpython.Blob) else None
-    return found
+    ids = blob_ids(checkout, rev, prefix, name)
+    texts = read_blobs(checkout, {sha for sha in ids.values() if sha is not None})
+    return {folder: None if sha is None else texts[sha] for folder, sha in ids.items()}
 
 
 def write_files(checkout: Checkout, files: Mapping[str, str]) -> None:

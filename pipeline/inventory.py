@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import aws, fleet, git, health, journal, network, yaml_docs
+from pipeline import aws, fleet, git, health, journal, network
 from pipeline.commit import review_branch
 from pipeline.config import Settings
 from pipeline.errors import BadInput, PipelineError
@@ -26,7 +26,6 @@ from pipeline.signing import trusted_signers
 REGION_ANNOTATION = "fleet.pipeline/region"
 UNSIGNED = "unsigned"
 UNTRUSTED = "untrusted"  # signed, but not by a key main trusts (or the signature does not hold)
-_CLUSTER_API = "cluster.x-k8s.io/"
 _NOT_RUNNING = "no AWS endpoint is running to ask; for the local target, `python -m pipeline local up` starts one"
 
 # How to reach AWS in a region; None when no endpoint is running, and none is started just to look.
@@ -154,13 +153,13 @@ def _entries(checkout: git.Checkout) -> dict[str, _Entry]:
     for name in sorted(on_main.keys() | open_reviews.keys()):
         head = open_reviews.get(name)
         if name in on_main:
-            entries[name] = _Entry(_annotations(on_main[name]), last.get(name), head)
+            entries[name] = _Entry(fleet.cluster_annotations(on_main[name]), last.get(name), head)
         elif head is not None:
             folder, _ = fleet.owned_paths(name)
             # A branch named like a review that holds no such cluster is not a cluster.
             if git.list_files(checkout, head, folder):
                 recorded = git.read_file(checkout, head, f"{folder}{fleet.CLUSTER_FILE}")
-                entries[name] = _Entry(_annotations(recorded), None, head)
+                entries[name] = _Entry(fleet.cluster_annotations(recorded), None, head)
     return entries
 
 
@@ -221,23 +220,6 @@ def _serial(name: str, access: AwsAccess, bucket: str) -> tuple[int | None, str 
         return aws.state_serial(access, bucket, network.state_key(name)), None
     except PipelineError as failed:
         return None, str(failed)
-
-
-def _annotations(text: str | None) -> Mapping[str, str]:
-    """The annotations of the Cluster API Cluster object in a cluster.yaml; none when it has none."""
-    try:
-        docs = yaml_docs.documents(text or "")
-    except yaml_docs.Error:
-        return {}  # validation reports broken files; a listing shows what it can
-    for doc in docs:
-        if not isinstance(doc, dict) or doc.get("kind") != "Cluster":
-            continue
-        if not str(doc.get("apiVersion", "")).startswith(_CLUSTER_API):
-            continue
-        metadata = doc.get("metadata")
-        annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-        return {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {}
-    return {}
 
 
 def _last_run(journal_dir: Path, name: str) -> LastRun | None:

@@ -55,8 +55,7 @@ def provision(
     aws.ensure_state_bucket(access, bucket)
     var_file = _write_variables(ws.work_dir, variables(spec, zones, access))
     terraform.init(ws, backend_config(bucket, state_key(spec.name), access), on_line)
-    # The state is read from the bucket as the backend keeps it: a GET, not a Terraform process.
-    state = terraform.state_of(aws.read_state(access, bucket, state_key(spec.name)))
+    state = _stored_state(access, bucket, spec.name)
     if done is not None:
         reused = _reuse(state, done)
         if reused is not None:
@@ -65,7 +64,7 @@ def provision(
     if not any(r.get("mode") == "managed" for r in state.resources):
         # Nothing built yet, so nothing a plan could lose: one apply plans and builds, as bare Terraform does.
         created = terraform.apply_unreviewed(ws, var_file, on_line)
-        state = terraform.state_of(aws.read_state(access, bucket, state_key(spec.name)))
+        state = _stored_state(access, bucket, spec.name)
         return NetworkResult(outputs=network_outputs(state.outputs), changes=created, state_serial=state.serial)
     plan = terraform.plan(ws, var_file, on_line)
     lost = _network_losses(plan.resources)
@@ -73,9 +72,14 @@ def provision(
         raise BadInput(_replacement_refused(lost))
     if plan.changed:
         terraform.apply(ws, plan, on_line)
-        state = terraform.state_of(aws.read_state(access, bucket, state_key(spec.name)))
+        state = _stored_state(access, bucket, spec.name)
     # A plan without changes leaves the state, and so its outputs, as they were pulled.
     return NetworkResult(outputs=network_outputs(state.outputs), changes=plan.summary, state_serial=state.serial)
+
+
+def _stored_state(access: AwsAccess, bucket: str, cluster: str) -> terraform.State:
+    """The cluster's state as the backend keeps it, read from the bucket: a GET, not a Terraform process."""
+    return terraform.state_of(aws.read_state(access, bucket, state_key(cluster)))
 
 
 @dataclass(frozen=True)

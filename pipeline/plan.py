@@ -38,14 +38,8 @@ def plan_cluster(
     # Everything the inputs alone can tell is checked before any endpoint is reached.
     parsed = spec.parse(source, name)
     with fleet.reading(settings) as checkout, source.pointing():
-        if checkout is None:
-            known, mine = allocation.Known(frozenset(), None), {}
-        else:
-            known, mine = (
-                allocation.known_cidrs(checkout, name, fleet.neighbours(checkout)),
-                fleet.own_files(checkout, name),
-            )
-        cluster = allocation.place(parsed, known)
+        cluster = allocation.place(parsed, allocation.known_in(checkout, name))
+        mine = {} if checkout is None else fleet.own_files(checkout, name)
     with source.pointing():
         planned = network.plan(cluster, access.for_target(settings, cluster.region), settings, on_line)
     if planned.outputs is None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ import jsonschema
 import jsonschema_rs
 import yaml
 
+from pipeline import atomic_file
 from pipeline.config import Settings
 from pipeline.errors import SchemaChecksumMismatch, SchemasMissing
 
@@ -250,7 +249,7 @@ def fetch(cache: Path, *, base_url: str | None = None, timeout: float = 30.0) ->
             )
         downloaded.append((pin, body))
     for pin, body in downloaded:
-        _write_atomically(cache / pin.cache_path, body)
+        atomic_file.write(cache / pin.cache_path, body)
     return [cache / pin.cache_path for pin in PINNED]
 
 
@@ -274,7 +273,7 @@ def from_directory(root: Path, *, cache: Path | None = None) -> Schemas:
             "served": [[api, kind, schema] for (api, kind), schema in sorted(schemas.served.items())],
             "not_served": sorted(schemas.not_served),
         }
-        _write_atomically(stored, json.dumps(data, sort_keys=True).encode("utf-8"))
+        atomic_file.write(stored, json.dumps(data, sort_keys=True).encode("utf-8"))
         return schemas
     served = {(api, kind): schema for api, kind, schema in data["served"]}
     return Schemas(served, frozenset((api, kind) for api, kind in data["not_served"]), str(root))
@@ -345,17 +344,3 @@ def _crds(paths: Iterable[Path]) -> Iterator[Mapping[str, Any]]:
 def _cached(cache: Path, pin: PinnedCrd) -> bool:
     path = cache / pin.cache_path
     return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == pin.sha256
-
-
-def _write_atomically(path: Path, body: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(body)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -234,10 +234,31 @@ def _check_fleet(cluster: str, objects: Sequence[_Object], fleet: Sequence[Neigh
             continue
         their_cidr = _network(other.cidr)
         if our_cidr is not None and their_cidr is not None and our_cidr.overlaps(their_cidr):
-            yield (
-                f"clusters/{cluster}: VPC CIDR {our_cidr} overlaps cluster "
-                f"'{other.cluster}' ({their_cidr}); choose a free range"
-            )
+            yield _overlap(cluster, our_cidr, other.cluster, their_cidr)
+
+
+def fleet_overlaps(fleet: Sequence[Neighbour]) -> Iterator[str]:
+    """Each pair of clusters whose VPC CIDRs overlap, once, from one sorted sweep over the fleet.
+
+    CIDR blocks only nest, so the blocks still open at a block's start are exactly those it overlaps.
+    """
+    blocks = [(network, n.cluster) for n in fleet if (network := _network(n.cidr)) is not None]
+    blocks.sort(key=lambda b: (b[0].version, int(b[0].network_address), -int(b[0].broadcast_address)))
+    open_blocks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
+    for block, name in blocks:
+        open_blocks = [(b, n) for b, n in open_blocks if b.version == block.version and b.overlaps(block)]
+        for other, other_name in open_blocks:
+            yield _overlap(name, block, other_name, other)
+        open_blocks.append((block, name))
+
+
+def _overlap(
+    cluster: str,
+    ours: ipaddress.IPv4Network | ipaddress.IPv6Network,
+    other: str,
+    theirs: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> str:
+    return f"clusters/{cluster}: VPC CIDR {ours} overlaps cluster '{other}' ({theirs}); choose a free range"
 
 
 def _network(cidr: str | None) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

@@ -5,7 +5,6 @@ Trust always comes from main: a branch under review cannot vouch for itself by a
 
 from __future__ import annotations
 
-import ipaddress
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pipeline.errors import CommandFailed, SigningError
 from pipeline.model import Manifests
 from pipeline.schemas import Schemas
 from pipeline.signing import verify_commit
-from pipeline.validate import schema_findings, validate_each
+from pipeline.validate import fleet_overlaps, schema_findings, validate_each
 
 _FLUX_KUSTOMIZE_API = "kustomize.toolkit.fluxcd.io/"
 _FLUX_SOURCE = {"kind": "GitRepository", "name": "fleet"}  # the verified source fleet.py creates
@@ -63,7 +62,7 @@ def verify_fleet(
     found, cel = validate_each(clusters, schemas, ())
     findings.extend(found)
     unchecked.update(cel)
-    findings.extend(_overlaps(index))
+    findings.extend(fleet_overlaps(index))
     findings.extend(_check_upgrades(clusters, before))
     findings.extend(_kustomize_build(system, fleet.SYSTEM_DIR))
     findings.extend(schema_findings(system, schemas))
@@ -81,26 +80,6 @@ def _clusters_touched(paths: Sequence[str]) -> set[str]:
         elif PurePosixPath(path).parent == PurePosixPath(fleet.FLUX_CLUSTERS_DIR) and path.endswith(".yaml"):
             touched.add(PurePosixPath(path).stem)
     return touched
-
-
-def _overlaps(index: Sequence[fleet.Neighbour]) -> Iterator[str]:
-    """Each pair of clusters whose VPC CIDRs overlap, once, from one sorted sweep over the fleet."""
-    blocks = []
-    for neighbour in index:
-        try:
-            blocks.append((ipaddress.ip_network(neighbour.cidr or ""), neighbour.cluster))
-        except ValueError:
-            continue  # a cluster without a readable CIDR is reported by its own check
-    blocks.sort(key=lambda b: (b[0].version, int(b[0].network_address), -int(b[0].broadcast_address)))
-    open_blocks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
-    for block, name in blocks:
-        open_blocks = [(b, n) for b, n in open_blocks if b.version == block.version and b.overlaps(block)]
-        for other, other_name in open_blocks:
-            yield (
-                f"{fleet.CLUSTERS_DIR}{name}: VPC CIDR {block} overlaps cluster '{other_name}' ({other}); "
-                "choose a free range"
-            )
-        open_blocks.append((block, name))
 
 
 def _signer(checkout: git.Checkout, head: str, main_head: str) -> tuple[str | None, list[str]]:

@@ -48,10 +48,7 @@ def show(name: str, spec_path: Path | None, settings: Settings, reporter: Report
     source = spec_source.load(name, spec_path)
     parsed = spec.parse(source, name)
     with fleet.reading(settings) as checkout, source.pointing():
-        known = allocation.Known(frozenset(), None)
-        if checkout is not None:
-            known = allocation.known_cidrs(checkout, name, fleet.neighbours(checkout))
-        cluster = allocation.place(parsed, known)
+        cluster = allocation.place(parsed, allocation.known_in(checkout, name))
     data = cluster.model_dump(mode="json", by_alias=True)
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     heading = f"# {cluster.name} as new-cluster would act on it: every default filled in, the VPC CIDR placed"
