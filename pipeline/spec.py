@@ -45,6 +45,11 @@ LOOKUP_FORMAT = "capa-ami-{{.BaseOS}}-?{{.K8sVersion}}-*"
 _SUPPORTED = ", ".join(f"v1.{minor}.x" for minor in SUPPORTED_MINORS)
 _DNS_LABEL_FIX = "use lowercase letters, digits and '-', starting and ending with a letter or digit"
 _OPEN_SSH_FIX = "list your own CIDRs, or set bastion.allowOpenSSH: true to accept that"
+_OPEN_API_FIX = "list your own CIDRs, or set apiServer.allowOpenAccess: true to accept that"
+# The retention periods CloudWatch Logs accepts, in days.
+RetentionDays = Literal[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
+]  # fmt: skip
 
 
 def _cidr(example: str, vpc: bool) -> AfterValidator:
@@ -61,6 +66,19 @@ def _cidr(example: str, vpc: bool) -> AfterValidator:
         return str(network)
 
     return AfterValidator(check)
+
+
+def _not_open_unless_asked(cidrs: tuple[str, ...], allowed: object, what: str, fix: str) -> tuple[str, ...]:
+    """A list of CIDRs that, alone or together, admits the whole internet, unless the spec says so."""
+    if allowed is not True:
+        networks = [ipaddress.IPv4Network(cidr) for cidr in cidrs]
+        # By prefix, not spelling: 0.0.0.0/0.0.0.0 opens as much as 0.0.0.0/0 does.
+        for index, network in enumerate(networks):
+            if network.prefixlen == 0:
+                raise refuse(f"{network} opens {what} to the whole internet", fix, index)
+        if ipaddress.IPv4Network("0.0.0.0/0") in ipaddress.collapse_addresses(networks):
+            raise refuse(f"together these blocks open {what} to the whole internet", fix)
+    return tuple(sorted(set(cidrs)))
 
 
 def _own_tag_key(key: str) -> str:
@@ -105,6 +123,10 @@ Zone = Annotated[
     ),
 ]
 Seconds = Annotated[int, Strict(), Field(ge=30, le=86400)]
+RootVolumeSize = Annotated[int, Strict(), Field(ge=8, le=16384)]  # gp3's bounds in GiB; CAPA wants 8 or more
+Namespace = Annotated[
+    str, Form(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", "'{}' is not a namespace", _DNS_LABEL_FIX, "payments", 63)
+]
 Region = Annotated[
     str,
     Form(
@@ -133,6 +155,8 @@ class NetworkSpec(SpecModel):
         AfterValidator(lambda endpoints: tuple(sorted(endpoints))),
     ] = ("s3", "sts")
     """VPC endpoints, so nodes reach these AWS services without the NAT."""
+    flow_log_retention_days: RetentionDays = 365
+    """Days CloudWatch Logs keeps the VPC's flow logs (every accepted and rejected connection)."""
 
 
 class BastionSpec(SpecModel):
@@ -152,19 +176,55 @@ class BastionSpec(SpecModel):
     """IPv4 blocks that may reach the bastion on port 22; none: nobody can."""
     instance_type: InstanceType = "t3.micro"
     """The bastion's EC2 instance type."""
+    mode: Literal["ssh", "ssm"] = "ssh"
+    """How people reach it: SSH on port 22 from allowedCIDRs, or SSM Session Manager with no port open at all."""
+
+    @model_validator(mode="after")
+    def _no_cidrs_without_ssh(self) -> Self:
+        if self.mode == "ssm" and self.allowed_cidrs:
+            raise refuse("are for SSH, which mode ssm keeps closed", "remove allowedCIDRs", "allowedCIDRs")
+        return self
 
     @field_validator("allowed_cidrs")
     @classmethod
-    def _not_open_unless_asked(cls, cidrs: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        if info.data.get("allow_open_ssh") is not True:
-            networks = [ipaddress.IPv4Network(cidr) for cidr in cidrs]
-            # By prefix, not spelling: 0.0.0.0/0.0.0.0 opens SSH as much as 0.0.0.0/0 does.
-            for index, network in enumerate(networks):
-                if network.prefixlen == 0:
-                    raise refuse(f"{network} opens SSH to the whole internet", _OPEN_SSH_FIX, index)
-            if ipaddress.IPv4Network("0.0.0.0/0") in ipaddress.collapse_addresses(networks):
-                raise refuse("together these blocks open SSH to the whole internet", _OPEN_SSH_FIX)
-        return tuple(sorted(set(cidrs)))
+    def _open_only_if_asked(cls, cidrs: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return _not_open_unless_asked(cidrs, info.data.get("allow_open_ssh"), "SSH", _OPEN_SSH_FIX)
+
+
+class ApiServerSpec(SpecModel):
+    allow_open_access: Annotated[bool, Strict()] = False
+    """Accept allowedCIDRs that open the Kubernetes API to the whole internet."""
+    allowed_cidrs: Annotated[
+        tuple[Annotated[str, Strict(), IPV4_CIDR, _cidr("203.0.113.0/24", vpc=False)], ...],
+        NullIs(()),
+        Field(strict=False),
+    ] = Field(
+        default=(), validation_alias="allowedCIDRs", serialization_alias="allowedCIDRs", examples=[["203.0.113.0/24"]]
+    )
+    """IPv4 blocks that may reach the Kubernetes API on 6443, besides the management cluster's (fleet.yaml)."""
+    internal: Annotated[bool, Strict()] = False
+    """An internal load balancer in the private subnets: the API is reachable from inside the VPC (and peers) only."""
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _open_only_if_asked(cls, cidrs: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return _not_open_unless_asked(cidrs, info.data.get("allow_open_access"), "the Kubernetes API", _OPEN_API_FIX)
+
+
+class PodSecurity(SpecModel):
+    enforce: Literal["baseline", "restricted"] = "baseline"
+    """The Pod Security Standard every namespace is held to; audit and warn are always at restricted."""
+
+
+class NetworkPolicies(SpecModel):
+    namespaces: Annotated[
+        tuple[Namespace, ...],
+        NullIs(()),
+        Field(strict=False),
+        AfterValidator(_listed_once),
+        AfterValidator(lambda names: tuple(sorted(names))),
+    ] = ()
+    """Namespaces of the workload cluster that get default-deny NetworkPolicies besides default (DNS stays open)."""
 
 
 class ControlPlaneSpec(SpecModel):
@@ -173,6 +233,10 @@ class ControlPlaneSpec(SpecModel):
     """Control-plane machines: 1, 3 or 5, an odd number so that etcd keeps quorum."""
     instance_type: InstanceType = "m6i.large"
     """The control-plane machines' EC2 instance type."""
+    root_volume_size: RootVolumeSize = 80
+    """GiB of the machines' encrypted root volume."""
+    audit_log_retention_days: RetentionDays = 365
+    """Days CloudWatch Logs keeps the API server's audit log, shipped there off the nodes."""
 
     @field_validator("replicas")
     @classmethod
@@ -206,6 +270,8 @@ class WorkerPool(SpecModel):
     """Worker machines in the pool, split evenly across its zones (the first zones take the remainder)."""
     instance_type: InstanceType = "m6i.large"
     """The pool's EC2 instance type."""
+    root_volume_size: RootVolumeSize = 80
+    """GiB of the machines' encrypted root volume."""
     zones: (
         Annotated[
             tuple[Zone, ...],
@@ -438,6 +504,9 @@ class ClusterSpec(SpecModel):
     workers: Annotated[tuple[WorkerPool, ...], Field(strict=False)] = (WorkerPool(name="default", replicas=2),)
     """Pools of worker machines, each a MachineDeployment per zone."""
     health_checks: Annotated[HealthChecks, NullIs({})] = HealthChecks()
+    api_server: Annotated[ApiServerSpec, NullIs({})] = ApiServerSpec()
+    pod_security: Annotated[PodSecurity, NullIs({})] = PodSecurity()
+    network_policies: Annotated[NetworkPolicies, NullIs({})] = NetworkPolicies()
     image: ImageSpec | None = None
     """The machines' image; omitted: Cluster API AWS looks up its community images, not meant for production."""
     addons: Annotated[Addons, NullIs({})] = Addons()
