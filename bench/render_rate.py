@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline import render, schemas, spec, spec_source, validate
 from pipeline.config import load_settings
+from pipeline.fleet import LOCAL_MANAGEMENT_CIDRS as MANAGEMENT_CIDRS
 from pipeline.model import Manifests, NetworkOutputs, Subnet
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
@@ -33,7 +34,17 @@ def outputs(name: str, block: str) -> NetworkOutputs:
         for public in (False, True)
         for i, zone in enumerate(ZONES)
     )
-    return NetworkOutputs("us-east-1", f"vpc-{name}", block, subnets, (f"nat-{name}",), (("s3", f"vpce-{name}"),), None)
+    return NetworkOutputs(
+        "us-east-1",
+        f"vpc-{name}",
+        block,
+        subnets,
+        (f"nat-{name}",),
+        (("s3", f"vpce-{name}"),),
+        None,
+        f"arn:aws:kms:us-east-1:123456789012:key/{name}",
+        f"/fleet-pipeline/{name}/kube-apiserver-audit",
+    )
 
 
 def cluster(index: int, replicas: int = 3) -> Manifests:
@@ -47,7 +58,9 @@ def cluster(index: int, replicas: int = 3) -> Manifests:
     parsed = spec.parse(spec_source.read(text, "(bench)"), name)
     block = cidr(index)
     placed = parsed.model_copy(update={"network": parsed.network.model_copy(update={"cidr": block})})
-    return render.render(placed, outputs(name, block), Path(render.__file__).resolve().parent.parent / "templates")
+    return render.render(
+        placed, outputs(name, block), Path(render.__file__).resolve().parent.parent / "templates", MANAGEMENT_CIDRS
+    )
 
 
 def clusters_per_second(count: int) -> float:

@@ -15,6 +15,7 @@ Feature: A cluster that the reconciler can bring to Ready
     And the cloud-controller-manager runs the image of Kubernetes v1.31
     And every AWSMachineTemplate names an instance profile that exists on the AWS endpoint
     And the fleet holds the Provider and Alert that post each cluster's health as commit statuses
+    And the cluster keeps the security baseline, on the AWS endpoint and in its manifests on main
     And verify passes main: every folder builds with kubectl kustomize, strict schemas and CEL rules
     When the spec for "ready" asks for Kubernetes "v1.33.0"
     And I run new-cluster "ready" with that spec

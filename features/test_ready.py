@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import yaml
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from features.conftest import World, ec2, iam, spec_path
+from features.conftest import STATE_BUCKET, World, ec2, iam, s3, spec_path
 from pipeline import addons, fleet
 from pipeline.errors import EXIT_BAD_INPUT
 
@@ -44,6 +45,8 @@ def ready_spec(world: World, name: str, zones: int, pool: str, size: int) -> Non
         "name": name,
         "network": {"zones": zones, "endpoints": ["s3"]},
         "bastion": {"enabled": False},
+        "apiServer": {"allowedCIDRs": ["203.0.113.0/24"]},
+        "networkPolicies": {"namespaces": ["shop"]},
         "workers": [{"name": pool, "replicas": size, "instanceType": "m6i.large"}],
         "image": {"ami": {"us-east-1": images[0]["ImageId"]}},
     }
@@ -132,6 +135,43 @@ def health_reported(world: World) -> None:
     checked = {(c["kind"], c["name"]) for c in flux["spec"]["healthChecks"]}
     assert ("Cluster", "ready") in checked and ("HelmRelease", "ready-cilium") in checked
     assert flux["spec"]["healthCheckExprs"][0]["kind"] == "Cluster"
+
+
+@then("the cluster keeps the security baseline, on the AWS endpoint and in its manifests on main")
+def security_baseline(world: World) -> None:
+    vpc = _kind(world, "main", "ready", "AWSCluster")[0]["spec"]["network"]["vpc"]["id"]
+    network = ec2(world)
+    flows = network.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc]}])["FlowLogs"]
+    assert [f["TrafficType"] for f in flows] == ["ALL"]
+    [default] = network.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}]
+    )["SecurityGroups"]
+    assert (default["IpPermissions"], default["IpPermissionsEgress"]) == ([], [])
+    statements = json.loads(s3(world).get_bucket_policy(Bucket=STATE_BUCKET)["Policy"])["Statement"]
+    assert any(
+        st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for st in statements
+    )
+    for template in _kind(world, "main", "ready", "AWSMachineTemplate"):
+        machine = template["spec"]["template"]["spec"]
+        assert machine["instanceMetadataOptions"]["httpTokens"] == "required"
+        assert machine["instanceMetadataOptions"]["httpPutResponseHopLimit"] == 1
+        assert machine["rootVolume"]["encrypted"] is True
+    [awscluster] = _kind(world, "main", "ready", "AWSCluster")
+    [ingress] = awscluster["spec"]["controlPlaneLoadBalancer"]["ingressRules"]
+    # The local fleet's management cluster (fleet.yaml) and the spec's own CIDRs, nothing else.
+    assert ingress["cidrBlocks"] == ["127.0.0.1/32", "203.0.113.0/24"]
+    [kcp] = _kind(world, "main", "ready", "KubeadmControlPlane")
+    config = kcp["spec"]["kubeadmConfigSpec"]
+    written = {f["path"]: yaml.safe_load(f["content"]) for f in config["files"]}
+    args = {a["name"]: a["value"] for a in config["clusterConfiguration"]["apiServer"]["extraArgs"]}
+    assert written[args["admission-control-config-file"]]["plugins"][0]["name"] == "PodSecurity"
+    [secrets] = written[args["encryption-provider-config"]]["resources"]
+    assert [list(provider) for provider in secrets["providers"]] == [["kms"]]
+    policies = [
+        d for d in _docs(world, "main", "clusters/ready/baseline/networkpolicies.yaml") if d["kind"] == "NetworkPolicy"
+    ]
+    denied = {p["metadata"]["namespace"] for p in policies if p["metadata"]["name"] == "default-deny"}
+    assert denied == {"default", "shop"}
 
 
 @then("verify passes main: every folder builds with kubectl kustomize, strict schemas and CEL rules")

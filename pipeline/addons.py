@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["cni", "cloud-controller-manager", "csi"]
+Role = Literal["cni", "cloud-controller-manager", "csi", "audit-logs", "network-policies"]
 # Each role depends on the one before it: nodes need a network before the CCM can run on them, and
 # the CCM must initialise them (provider ids, zones) before volumes can be attached.
 ORDER: tuple[Role, ...] = ("cni", "cloud-controller-manager", "csi")
+# Not needed to become Ready, but what the security baseline asks of every cluster (pipeline/policy.py).
+BASELINE: tuple[Role, ...] = ("audit-logs", "network-policies")
 # registry.k8s.io/provider-aws/cloud-controller-manager, one release line per Kubernetes minor.
 CCM_IMAGES = {30: "v1.30.7", 31: "v1.31.5", 32: "v1.32.5", 33: "v1.33.0", 34: "v1.34.0"}
 ROLE_LABEL = "fleet.pipeline/provides"
@@ -51,6 +53,11 @@ CATALOGUE: tuple[Catalogued, ...] = (
         "aws-ebs-csi-driver",
         "csi",
         Chart("https://kubernetes-sigs.github.io/aws-ebs-csi-driver", "aws-ebs-csi-driver", "2.49.0"),
+    ),
+    # Fluent Bit tails the API server's audit log on each control-plane node and ships it to
+    # CloudWatch Logs, so it outlives the node; a CNCF graduated project, its own chart.
+    Catalogued(
+        "fluentBit", "fluent-bit", "audit-logs", Chart("https://fluent.github.io/helm-charts", "fluent-bit", "0.47.0")
     ),
 )
 

@@ -128,6 +128,9 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
         dest="everything",
         help="check every cluster in full, not only those the branch changes (main is always checked in full)",
     )
+    verify.add_argument(
+        "--explain", action="store_true", help="list the security policy's rules, each with its NIST SP 800-53 control"
+    )
 
     keys = command("keys", "The signing keys the fleet trusts.")
     keys.add_argument("action", choices=("export", "add", "retire"), help="export, add FILE, or retire FINGERPRINT")
@@ -224,7 +227,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
     if args.command == "keys":
         return keys.run(args.action, settings, args.subject)
     if args.command == "verify":
-        return verify.run(args.ref, settings, everything=args.everything)
+        return verify.run(args.ref, settings, everything=args.everything, explain=args.explain)
     if args.command == "delete-cluster":
         return delete_cluster.run(args.name, args.review, args.force, settings, reporter)
     if args.command == "remove-orphans":

@@ -46,6 +46,8 @@ class Settings:
     # in this region, in this bucket (derived from the account when None).
     account_region: str = DEFAULT_ACCOUNT_REGION
     account_state_bucket: str | None = None
+    # The management cluster's egress CIDRs, written into a new fleet's fleet.yaml.
+    management_cidrs: tuple[str, ...] = ()
 
     @property
     def templates_dir(self) -> Path:
@@ -111,6 +113,7 @@ def load_settings(
         plugin_cache=(cwd / plugin_cache).resolve(),
         account_region=env.get("PIPELINE_ACCOUNT_REGION") or DEFAULT_ACCOUNT_REGION,
         account_state_bucket=env.get("PIPELINE_ACCOUNT_STATE_BUCKET") or None,
+        management_cidrs=_names(env.get("PIPELINE_MANAGEMENT_CIDRS", "")),
         github=GitHubSettings(
             api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
             repo=github_repo or env.get("PIPELINE_GITHUB_REPO") or None,

@@ -117,6 +117,10 @@ class ManifestInvalid(PipelineError):
         super().__init__(f"manifest invalid: {findings[0]}{more}")
 
 
+class FleetFileInvalid(BadInput):
+    """A file of the fleet's own on main (fleet.yaml, policy-exceptions.yaml) is malformed; it names the field."""
+
+
 class SigningError(PipelineError):
     """A commit could not be signed, or its signature is not from a trusted key."""
 

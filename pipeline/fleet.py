@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
 import tempfile
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from pipeline import atomic_file, git, github, yaml_docs
 from pipeline.config import PROJECT_ROOT, Settings, is_git_url
-from pipeline.errors import BadInput
+from pipeline.errors import BadInput, FleetFileInvalid
 from pipeline.model import Manifest, Manifests
 from pipeline.signing import Signer, export_public
 
@@ -42,6 +45,10 @@ PLACEHOLDER_FORGE_URL = "https://github.example.invalid/owner/fleet"
 # The fleet's own pull request check, which runs `verify`. Flux's source-controller leaves
 # .github/ out of what it applies, and the fleet's checks read clusters/ and flux/ only.
 FLEET_WORKFLOW = ".github/workflows/verify.yml"
+# The fleet's own settings, reviewed and signed like everything else on main.
+SETTINGS_FILE = "fleet.yaml"
+# The local target has no management cluster but this machine.
+LOCAL_MANAGEMENT_CIDRS = ("127.0.0.1/32",)
 FLEET_WORKFLOW_TEMPLATE = PROJECT_ROOT / "templates" / "fleet" / "verify.yml"
 
 _README = """\
@@ -91,7 +98,12 @@ def ensure_fleet(settings: Settings, signer: Signer) -> None:
     try:
         git.init_bare(building)
         with git.opened(building) as repository:
-            files = initial_files(export_public(signer), signer.fingerprint, forge_repository_url(settings))
+            files = initial_files(
+                export_public(signer),
+                signer.fingerprint,
+                forge_repository_url(settings),
+                initial_management_cidrs(settings),
+            )
             tree = git.tree_with(repository, git.EMPTY_TREE, (), files)
             git.commit_tree(repository, MAIN, tree, (), _initial_message(signer), signer=signer)
         try:
@@ -104,12 +116,15 @@ def ensure_fleet(settings: Settings, signer: Signer) -> None:
         shutil.rmtree(building, ignore_errors=True)
 
 
-def initial_files(public_key: str, fingerprint: str, forge_url: str | None = None) -> dict[str, str]:
-    """The fleet's first commit: README, its verify workflow, the Flux source verifying signatures, one trusted key,
-    and the notifications that report each cluster's health back to the forge."""
+def initial_files(
+    public_key: str, fingerprint: str, forge_url: str | None = None, management_cidrs: Sequence[str] = ()
+) -> dict[str, str]:
+    """The fleet's first commit: README, its settings, its verify workflow, the Flux source verifying signatures,
+    one trusted key, and the notifications that report each cluster's health back to the forge."""
     key_file = f"keys/{fingerprint}.asc"
     return {
         "README.md": _README.format(secret=TRUSTED_KEYS_REF, token=FORGE_TOKEN_REF),
+        SETTINGS_FILE: _SETTINGS.format(cidrs=json.dumps(sorted(management_cidrs))),
         FLEET_WORKFLOW: FLEET_WORKFLOW_TEMPLATE.read_text(encoding="utf-8"),
         "flux/system/gitrepository.yaml": _GITREPOSITORY.format(url=PLACEHOLDER_URL, secret=TRUSTED_KEYS_REF),
         HEALTH_FILE: _HEALTH.format(
@@ -118,6 +133,42 @@ def initial_files(public_key: str, fingerprint: str, forge_url: str | None = Non
         SYSTEM_KUSTOMIZATION: system_kustomization([key_file]),
         f"flux/system/{key_file}": public_key,
     }
+
+
+def initial_management_cidrs(settings: Settings) -> tuple[str, ...]:
+    """What a new fleet's fleet.yaml lists: PIPELINE_MANAGEMENT_CIDRS, or on the local target this machine."""
+    if settings.management_cidrs:
+        return settings.management_cidrs
+    return LOCAL_MANAGEMENT_CIDRS if settings.target == "local" else ()
+
+
+def management_cidrs(checkout: git.Checkout, ref: str = MAIN) -> tuple[str, ...]:
+    """The management cluster's egress CIDRs, which every cluster's API load balancer admits, from fleet.yaml on `ref`.
+
+    None listed is refused: no cluster's API server would be reachable by the controllers that build it.
+    """
+    text = git.read_file(checkout, ref, SETTINGS_FILE)
+    fix = (
+        f"list the management cluster's egress addresses under managementCluster.egressCIDRs in {SETTINGS_FILE} on main"
+    )
+    try:
+        data = yaml.safe_load(text) if text is not None else None
+    except yaml.YAMLError as err:
+        raise FleetFileInvalid(f"{SETTINGS_FILE} is not YAML: {' '.join(str(err).split())}") from None
+    listed = data.get("managementCluster", {}).get("egressCIDRs") if isinstance(data, dict) else None
+    if not listed or not isinstance(listed, list):
+        raise FleetFileInvalid(f"{SETTINGS_FILE}: no managementCluster.egressCIDRs; {fix}")
+    for index, cidr in enumerate(listed):
+        where = f"{SETTINGS_FILE} managementCluster.egressCIDRs[{index}]"
+        try:
+            network = ipaddress.IPv4Network(str(cidr))
+        except ValueError:
+            raise FleetFileInvalid(f"{where}: '{cidr}' is not an IPv4 CIDR; write it as 203.0.113.7/32") from None
+        if network.prefixlen == 0:
+            raise FleetFileInvalid(
+                f"{where}: {cidr} is the whole internet; list the management cluster's own addresses"
+            )
+    return tuple(sorted({str(ipaddress.IPv4Network(str(cidr))) for cidr in listed}))
 
 
 def forge_repository_url(settings: Settings) -> str | None:
@@ -314,6 +365,14 @@ def _initial_message(signer: Signer) -> str:
         f"Signing-Key: {signer.fingerprint}\n"
     )
 
+
+_SETTINGS = """\
+# The fleet's own settings. A change here is a reviewed, signed commit like any other.
+managementCluster:
+  # Where the management cluster's controllers reach workload API servers from (its NAT
+  # gateways' addresses as /32s): every cluster's API load balancer admits these.
+  egressCIDRs: {cidrs}
+"""
 
 _GITREPOSITORY = """\
 apiVersion: source.toolkit.fluxcd.io/v1

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Target = Literal["local", "aws"]
 
@@ -56,6 +57,8 @@ class NetworkOutputs:
     nat_gateway_ids: tuple[str, ...]
     endpoint_ids: tuple[tuple[str, str], ...]  # (service, id), sorted
     bastion: Bastion | None
+    secrets_key_arn: str  # the KMS key that encrypts the cluster's Secrets: an identifier, no key material
+    audit_log_group: str  # the CloudWatch Logs group of the API server's audit log
     sensitive: tuple[str, ...] = ()  # names of the outputs marked sensitive, sorted; never their values
 
     def fingerprint(self) -> str:
@@ -68,6 +71,7 @@ class NetworkResult:
     changes: PlanSummary
     state_serial: int
     reused: bool = False  # taken from the state an unfinished run left, without planning again
+    resources: tuple[Mapping[str, Any], ...] = ()  # the state's resources, for the policy's network rules
 
 
 @dataclass(frozen=True)

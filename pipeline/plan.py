@@ -40,12 +40,16 @@ def plan_cluster(
     with fleet.reading(settings) as checkout, source.pointing():
         cluster = allocation.place(parsed, allocation.known_in(checkout, name))
         mine = {} if checkout is None else fleet.own_files(checkout, name)
+        management = fleet.initial_management_cidrs(settings) if checkout is None else fleet.management_cidrs(checkout)
     with source.pointing():
         planned = network.plan(cluster, access.for_target(settings, cluster.region), settings, on_line)
     if planned.outputs is None:
         return ClusterPlan(cluster, planned, None, "")
     files, diff = pr_body.manifest_diff(
-        mine, render.render(cluster, planned.outputs, settings.templates_dir, compiled=settings.compiled_templates)
+        mine,
+        render.render(
+            cluster, planned.outputs, settings.templates_dir, management, compiled=settings.compiled_templates
+        ),
     )
     return ClusterPlan(cluster, planned, files, diff)
 

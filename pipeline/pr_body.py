@@ -6,8 +6,10 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pipeline import policy
 from pipeline.addons import ccm_image
 from pipeline.model import Manifests, NetworkOutputs, NetworkResult
+from pipeline.policy_exceptions import Judged
 from pipeline.spec import ClusterSpec
 from pipeline.upgrades import version_on_main
 
@@ -63,12 +65,28 @@ def body(
     on_main: Mapping[str, str],
     manifests: Manifests,
     provenance: Provenance,
+    *,
+    judged: Judged,
 ) -> str:
     statuses, diff = manifest_diff(on_main, manifests)
     upgrade = _upgrade(cluster, version_on_main(on_main))
-    head = "\n".join([*_cluster(cluster), *upgrade, *_network(cluster, network), *_files(statuses), ""])
+    sections = [*_cluster(cluster), *upgrade, *_network(cluster, network), *_policy(judged), *_files(statuses), ""]
+    head = "\n".join(sections)
     tail = "\n".join(["", *_provenance(provenance), ""])
     return head + _diff_block(diff, MAX_BODY - len(head) - len(tail)) + tail
+
+
+def _policy(judged: Judged) -> list[str]:
+    """The security baseline's result: every rule holds, or holds but for reviewed exceptions."""
+    excepted = {finding.rule.id: exception for finding, exception in judged.excepted}
+    held = len(policy.RULES) - len(excepted)
+    lines = ["### Policy", "", f"{held} of {len(policy.RULES)} rules hold; `verify --explain` lists them."]
+    if excepted:
+        lines += ["", "| Rule | Control | Excepted because | Until |", "|---|---|---|---|"]
+        for rule_id, exception in sorted(excepted.items()):
+            rule = policy.BY_ID[rule_id]
+            lines.append(f"| `{rule.id}` | {rule.control} | {exception.reason} | {exception.expires.isoformat()} |")
+    return [*lines, ""]
 
 
 def _cluster(cluster: ClusterSpec) -> list[str]:

@@ -8,7 +8,7 @@ import ipaddress
 import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,14 @@ POD_CIDRS = ("192.168.0.0/16", "172.16.0.0/16")
 SERVICE_CIDRS = ("10.96.0.0/12", "172.20.0.0/16")
 AUDIT_POLICY_FILE = "/etc/kubernetes/audit-policy.yaml"
 AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
+ADMISSION_CONFIG_FILE = "/etc/kubernetes/admission-config.yaml"
+ENCRYPTION_CONFIG_FILE = "/etc/kubernetes/encryption-config.yaml"
+KMS_PLUGIN_MANIFEST = "/etc/kubernetes/manifests/aws-encryption-provider.yaml"
+KMS_SOCKET_DIR = "/var/run/kmsplugin"
+# kubernetes-sigs/aws-encryption-provider, which serves the KMS v2 API.
+KMS_PLUGIN_IMAGE = "registry.k8s.io/kms/aws-encryption-provider:v0.3.0"
+# The workload cluster's own objects (applied through its kubeconfig), beside the cluster's folder.
+BASELINE_DIR = "baseline"
 
 # Each rendered from templates/cluster/NAME.j2 into clusters/CLUSTER/NAME.
 _CLUSTER_FILES = (
@@ -79,12 +87,18 @@ def to_yaml(value: object) -> YamlValue:
 
 
 def render(
-    spec: ClusterSpec, outputs: NetworkOutputs, templates_dir: Path, *, compiled: Path | None = None
+    spec: ClusterSpec,
+    outputs: NetworkOutputs,
+    templates_dir: Path,
+    management_cidrs: Sequence[str],
+    *,
+    compiled: Path | None = None,
 ) -> Manifests:
-    """The cluster's files. `compiled`: where the compiled templates are kept between runs."""
+    """The cluster's files. `management_cidrs`: the fleet's management cluster's egress addresses, which
+    always reach the API server. `compiled`: where the compiled templates are kept between runs."""
     env = _environment(templates_dir, compiled)
     _refuse_sensitive(env, outputs.sensitive)
-    context = _context(spec, outputs, env, templates_dir)
+    context = _context(spec, outputs, env, templates_dir, management_cidrs)
     cluster_dir = f"clusters/{spec.name}"
     names = sorted((*_CLUSTER_FILES, HEALTH_CHECKS) if spec.health_checks.enabled else _CLUSTER_FILES)
     files = [
@@ -92,6 +106,10 @@ def render(
     ]
     kustomization = env.get_template("cluster/kustomization.yaml.j2").render(context, resources=names)
     files.append(Manifest(f"{cluster_dir}/kustomization.yaml", kustomization))
+    baseline = env.get_template("cluster/baseline/networkpolicies.yaml.j2").render(context)
+    files.append(Manifest(f"{cluster_dir}/{BASELINE_DIR}/networkpolicies.yaml", baseline))
+    listing = env.get_template("cluster/kustomization.yaml.j2").render(context, resources=["networkpolicies.yaml"])
+    files.append(Manifest(f"{cluster_dir}/{BASELINE_DIR}/kustomization.yaml", listing))
     flux = env.get_template("flux/kustomization.yaml.j2").render(
         context, flux_name=flux_name(spec.name), flux_path=f"./{cluster_dir}", **CLUSTER_HEALTH
     )
@@ -148,9 +166,13 @@ def _only_yaml_values(value: object) -> str:
 
 
 def _context(
-    spec: ClusterSpec, outputs: NetworkOutputs, env: SandboxedEnvironment, templates_dir: Path
+    spec: ClusterSpec,
+    outputs: NetworkOutputs,
+    env: SandboxedEnvironment,
+    templates_dir: Path,
+    management_cidrs: Sequence[str],
 ) -> dict[str, Any]:
-    public = [s.id for s in outputs.subnets if s.public]
+    public = [] if spec.api_server.internal else [s.id for s in outputs.subnets if s.public]
     private = [s.id for s in outputs.subnets if not s.public]
     zones = sorted({s.zone for s in outputs.subnets if not s.public} or {s.zone for s in outputs.subnets})
     context: dict[str, Any] = {
@@ -172,17 +194,52 @@ def _context(
         "health_checks": spec.health_checks,
         "image": _image(spec),
         "node_name": NODE_NAME,
+        "api_ingress_cidrs": sorted({*management_cidrs, *spec.api_server.allowed_cidrs}),
+        "pod_security": spec.pod_security,
+        "policy_namespaces": ["default", *spec.network_policies.namespaces],
         "audit": {
-            "policy": (templates_dir / "cluster" / "audit-policy.yaml").read_text(encoding="utf-8"),
             "policy_file": AUDIT_POLICY_FILE,
             "log_dir": AUDIT_LOG_DIR,
             "log_path": f"{AUDIT_LOG_DIR}/audit.log",
         },
+        "admission": {"file": ADMISSION_CONFIG_FILE},
+        "kms": {
+            "config_file": ENCRYPTION_CONFIG_FILE,
+            "socket_dir": KMS_SOCKET_DIR,
+            "socket": f"{KMS_SOCKET_DIR}/socket.sock",
+            "image": KMS_PLUGIN_IMAGE,
+            "key_arn": outputs.secrets_key_arn,
+        },
     }
-    machines = [_machine(env, context, "control-plane", spec.control_plane.instance_type, CONTROL_PLANE_PROFILE)]
+    context["control_plane_files"] = [
+        {"path": AUDIT_POLICY_FILE, "content": (templates_dir / "cluster" / "audit-policy.yaml").read_text("utf-8")},
+        {
+            "path": ADMISSION_CONFIG_FILE,
+            "content": env.get_template("cluster/files/admission-config.yaml.j2").render(context),
+        },
+        {
+            "path": ENCRYPTION_CONFIG_FILE,
+            "content": env.get_template("cluster/files/encryption-config.yaml.j2").render(context),
+        },
+        {
+            "path": KMS_PLUGIN_MANIFEST,
+            "content": env.get_template("cluster/files/aws-encryption-provider.yaml.j2").render(context),
+        },
+    ]
+    control_plane = spec.control_plane
+    machines = [
+        _machine(
+            env,
+            context,
+            "control-plane",
+            control_plane.instance_type,
+            control_plane.root_volume_size,
+            profile=CONTROL_PLANE_PROFILE,
+        )
+    ]
     pools = []
     for pool in spec.workers:
-        machine = _machine(env, context, pool.name, pool.instance_type, NODES_PROFILE)
+        machine = _machine(env, context, pool.name, pool.instance_type, pool.root_volume_size, profile=NODES_PROFILE)
         machines.append(machine)
         pool_name = f"{spec.name}-{pool.name}"
         spanned = [zone for zone in zones if pool.zones is None or zone in pool.zones]
@@ -193,19 +250,20 @@ def _context(
                 "deployments": _deployments(spec.name, pool_name, pool, spanned, outputs.region),
             }
         )
-    context["addons"] = _addons(spec, context["pods_cidr"], outputs.region)
+    context["addons"] = _addons(spec, context["pods_cidr"], outputs)
     context["control_plane_template"] = machines[0]["name"]
     context["machines"] = machines
     context["pools"] = pools
     return context
 
 
-def _addons(spec: ClusterSpec, pods_cidr: str, region: str) -> list[dict[str, Any]]:
+def _addons(spec: ClusterSpec, pods_cidr: str, outputs: NetworkOutputs) -> list[dict[str, Any]]:
     """Each add-on as Flux installs it into the workload cluster, in the order a cluster needs them.
 
-    Each waits for the one before it (`dependsOn`): the CNI, then the CCM, then the CSI driver,
-    then the spec's own.
+    Each chart waits for the one before it (`dependsOn`): the CNI, then the CCM, then the CSI driver,
+    then the audit log shipper and the spec's own.
     """
+    region = outputs.region
     ours: dict[str, dict[str, Any]] = {
         "cilium": {
             "ipam": {"mode": "cluster-pool", "operator": {"clusterPoolIPv4PodCIDRList": [pods_cidr]}},
@@ -241,11 +299,13 @@ def _addons(spec: ClusterSpec, pods_cidr: str, region: str) -> list[dict[str, An
                 }
             ],
         },
+        "fluentBit": _audit_shipper(region, outputs.audit_log_group),
     }
     chosen = {
         "cilium": spec.addons.cilium,
         "awsCloudControllerManager": spec.addons.aws_cloud_controller_manager,
         "awsEbsCsiDriver": spec.addons.aws_ebs_csi_driver,
+        "fluentBit": spec.addons.fluent_bit,
     }
     installed: list[dict[str, Any]] = []
     for entry in addons.CATALOGUE:
@@ -281,6 +341,17 @@ def _addons(spec: ClusterSpec, pods_cidr: str, region: str) -> list[dict[str, An
                 "values": dict(extra.values),
             }
         )
+    installed.append(
+        {
+            "name": "network-policies",
+            "role": "network-policies",
+            "namespace": None,  # the policies name their own namespaces
+            "chart": None,
+            "path": f"./clusters/{spec.name}/{BASELINE_DIR}",
+            "depends_on": None,
+            "values": {},
+        }
+    )
     # The defaults, and an add-on that stands in for one, in the order a cluster needs them; the rest after.
     installed.sort(key=lambda a: addons.ORDER.index(a["role"]) if a["role"] in addons.ORDER else len(addons.ORDER))
     # HelmReleases wait on HelmReleases only; a folder's Kustomization applies once the cluster answers.
@@ -288,6 +359,31 @@ def _addons(spec: ClusterSpec, pods_cidr: str, region: str) -> list[dict[str, An
     for before, after in itertools.pairwise(charts):
         after["depends_on"] = f"{spec.name}-{before['name']}"
     return installed
+
+
+def _audit_shipper(region: str, log_group: str) -> dict[str, Any]:
+    """Fluent Bit's values: the audit log of each control-plane node, tailed and sent to the cluster's log group."""
+    return {
+        "kind": "DaemonSet",
+        # The node's role is reachable from the host network only (IMDSv2 with one hop).
+        "hostNetwork": True,
+        "dnsPolicy": "ClusterFirstWithHostNet",
+        "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+        "config": {
+            "inputs": (
+                "[INPUT]\n    Name tail\n    Tag kube-apiserver-audit\n"
+                f"    Path {AUDIT_LOG_DIR}/*.log\n    Parser json\n    DB /var/log/flb-kube-apiserver-audit.db\n"
+                "    Mem_Buf_Limit 50MB\n    Skip_Long_Lines On\n"
+            ),
+            "filters": "",
+            "outputs": (
+                "[OUTPUT]\n    Name cloudwatch_logs\n    Match kube-apiserver-audit\n"
+                f"    region {region}\n    log_group_name {log_group}\n"
+                "    log_stream_prefix ${HOSTNAME}-\n    auto_create_group false\n"
+            ),
+        },
+    }
 
 
 def _image(spec: ClusterSpec) -> dict[str, str]:
@@ -337,11 +433,21 @@ def _share(total: int, index: int, count: int) -> int:
 
 
 def _machine(
-    env: SandboxedEnvironment, context: Mapping[str, Any], role: str, instance_type: str, profile: str
-) -> dict[str, str]:
+    env: SandboxedEnvironment,
+    context: Mapping[str, Any],
+    role: str,
+    instance_type: str,
+    root_volume_size: int,
+    *,
+    profile: str,
+) -> dict[str, Any]:
     """An AWSMachineTemplate's values, named after a hash of the spec they render to and the Kubernetes
     version its machines run: an upgrade is new templates, as the image is chosen for each version."""
-    machine = {"instance_type": instance_type, "iam_instance_profile": profile}
+    machine: dict[str, Any] = {
+        "instance_type": instance_type,
+        "iam_instance_profile": profile,
+        "root_volume_size": root_volume_size,
+    }
     rendered = env.get_template("cluster/awsmachinetemplate-spec.yaml.j2").render(context, machine=machine)
     named = {"spec": yaml_docs.document(rendered), "kubernetesVersion": context["kubernetes_version"]}
     canonical = json.dumps(named, sort_keys=True, separators=(",", ":"))

@@ -153,8 +153,8 @@ class NetworkSpec(SpecModel):
         Field(strict=False, json_schema_extra={"uniqueItems": True}),
         AfterValidator(_listed_once),
         AfterValidator(lambda endpoints: tuple(sorted(endpoints))),
-    ] = ("s3", "sts")
-    """VPC endpoints, so nodes reach these AWS services without the NAT."""
+    ] = ("kms", "logs", "s3", "sts")
+    """VPC endpoints, so nodes reach these AWS services without the NAT (KMS for Secrets, logs for the audit log)."""
     flow_log_retention_days: RetentionDays = 365
     """Days CloudWatch Logs keeps the VPC's flow logs (every accepted and rejected connection)."""
 
@@ -398,6 +398,8 @@ class Addons(SpecModel):
     """The AWS cloud-controller-manager; its image follows the cluster's Kubernetes minor."""
     aws_ebs_csi_driver: Annotated[DefaultAddon, NullIs({})] = DefaultAddon()
     """The EBS CSI driver, with a default encrypted gp3 StorageClass."""
+    fluent_bit: Annotated[DefaultAddon, NullIs({})] = DefaultAddon()
+    """Fluent Bit on the control-plane nodes, shipping the API server's audit log to CloudWatch Logs."""
     extra: Annotated[tuple[ExtraAddon, ...], NullIs(()), Field(strict=False)] = ()
     """Add-ons of your own, installed after the defaults."""
 

@@ -169,7 +169,9 @@ kubernetesVersion: v1.31.2
 network:
   zones: 2
   natGateways: single
-  endpoints: [s3, sts]
+  endpoints: [kms, logs, s3, sts]
+apiServer:
+  allowedCIDRs: []        # the management cluster (fleet.yaml) reaches the API; add your own CIDRs here
 bastion:
   enabled: true
   allowedCIDRs: []        # no SSH until you list your CIDRs here

@@ -16,7 +16,7 @@ from pipeline import addons, cel_rules, process, yaml_docs
 from pipeline.errors import CommandFailed, ManifestInvalid
 from pipeline.fleet import VPC_CIDR_ANNOTATION, Neighbour
 from pipeline.model import Manifest, Manifests
-from pipeline.render import flux_name
+from pipeline.render import BASELINE_DIR, flux_name
 from pipeline.schemas import Schemas
 
 ZONES_ANNOTATION = "fleet.pipeline/zones"
@@ -170,6 +170,8 @@ def _check_kustomize(clusters: Sequence[Manifests]) -> Iterator[str]:
                 yield f"{directory}/kustomization.yaml: missing"
                 continue
             folders.append(directory)
+            if (root / directory / BASELINE_DIR / "kustomization.yaml").is_file():
+                folders.append(f"{directory}/{BASELINE_DIR}")
         if len(folders) > 1:
             # One kubectl for the lot: each cluster is a resource of a kustomization that holds them all.
             (root / "kustomization.yaml").write_text(_all_of(folders), encoding="utf-8")
@@ -210,7 +212,10 @@ def _kustomize(root: Path, directory: Path) -> str | None:
 def _check_owned(cluster: str, objects: Sequence[_Object]) -> Iterator[str]:
     """A cluster's objects live in its own namespace (the Flux Kustomization in flux-system, named after it),
     so no two clusters of the fleet can ever write the same object."""
+    workload = f"clusters/{cluster}/{BASELINE_DIR}/"
     for obj in objects:
+        if obj.file.startswith(workload):
+            continue  # applied to the workload cluster through its kubeconfig, not to the management cluster
         if obj.file.startswith("flux/"):
             wanted = ("flux-system", flux_name(cluster))
             if (obj.namespace, obj.name) != wanted:

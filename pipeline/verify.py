@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline import fleet, git, process, upgrades, yaml_docs
+from pipeline import fleet, git, policy, policy_exceptions, process, upgrades, yaml_docs
 from pipeline.config import Settings
-from pipeline.errors import CommandFailed, SigningError
+from pipeline.errors import CommandFailed, FleetFileInvalid, SigningError
 from pipeline.model import Manifests
 from pipeline.schemas import Schemas
 from pipeline.signing import verify_commit
@@ -57,6 +57,9 @@ def verify_fleet(
         clusters = tuple(fleet.cluster_at(checkout, head, name) for name in names)
         before = {name: fleet.own_files_at(checkout, main_head, name) for name in names} if head != main_head else {}
         system = git.read_tree(checkout, head, fleet.SYSTEM_DIR)
+        # Exceptions take effect once on main; the branch's own file must be sound to land.
+        in_force = git.read_file(checkout, main_head, policy_exceptions.FILE)
+        proposed = git.read_file(checkout, head, policy_exceptions.FILE)
         declared = git.list_files(checkout, head, fleet.FLUX_CLUSTERS_DIR)
     unchecked: set[str] = set()
     found, cel = validate_each(clusters, schemas, ())
@@ -67,7 +70,23 @@ def verify_fleet(
     findings.extend(_kustomize_build(system, fleet.SYSTEM_DIR))
     findings.extend(schema_findings(system, schemas))
     findings.extend(_check_flux_clusters(declared, [n.cluster for n in index], clusters))
+    findings.extend(_check_policy(clusters, in_force, proposed))
     return Verification(ref, head, signer, tuple(n.cluster for n in index), tuple(findings), tuple(sorted(unchecked)))
+
+
+def _check_policy(clusters: Sequence[Manifests], in_force: str | None, proposed: str | None) -> Iterator[str]:
+    """The security baseline on each checked cluster, but for main's exceptions in force; an exception file
+    that is malformed, or holds an expired exception, is a finding until it is mended."""
+    today = policy_exceptions.today()
+    try:
+        exceptions = policy_exceptions.parse(in_force)
+        checked = policy_exceptions.parse(proposed)
+    except FleetFileInvalid as err:
+        yield str(err)
+        return
+    yield from (policy_exceptions.expiry_finding(e) for e in policy_exceptions.expired(checked, today))
+    found = [finding for cluster in clusters for finding in policy.check_manifests(cluster)]
+    yield from (str(finding) for finding in policy_exceptions.judge(found, exceptions, today).findings)
 
 
 def _clusters_touched(paths: Sequence[str]) -> set[str]:

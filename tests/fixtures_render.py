@@ -7,10 +7,16 @@ import ipaddress
 from pathlib import Path
 
 from pipeline.model import NetworkOutputs, Subnet
+from pipeline.policy_exceptions import Judged
 from pipeline.schemas import Schemas, from_directory
 from pipeline.spec import BastionSpec, ClusterSpec, ControlPlaneSpec, NetworkSpec, WorkerPool
 
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+# The management cluster's egress, as a fleet's fleet.yaml lists it.
+MANAGEMENT_CIDRS = ("198.51.100.7/32",)
+# A policy result with every rule holding and nothing excepted.
+ALL_HOLD = Judged((), ())
+SECRETS_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0c7a1f0e-5d2b-4e7f-9a61-3b8c2d4e5f60"
 
 
 def sample_spec(name: str = "demo", cidr: str = "10.20.0.0/16", **changes: object) -> ClusterSpec:
@@ -51,6 +57,8 @@ def sample_outputs(cidr: str = "10.20.0.0/16", vpc_id: str = "vpc-0abc1234") -> 
         nat_gateway_ids=("nat-0abc",),
         endpoint_ids=(("s3", "vpce-0s3"), ("sts", "vpce-0sts")),
         bastion=None,
+        secrets_key_arn=SECRETS_KEY_ARN,
+        audit_log_group="/fleet-pipeline/demo/kube-apiserver-audit",
     )
 
 

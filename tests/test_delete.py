@@ -15,7 +15,7 @@ from pipeline.model import Manifest, Manifests
 from pipeline.report import Reporter
 from tests import fleet_calls
 from tests.fixtures import fleet_git, fleet_refs
-from tests.fixtures_render import sample_outputs, sample_spec
+from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec
 from tests.fleet_calls import commit
 from tests.github_fake import BOT, TOKEN, FakeGitHub
 from tests.test_commit import TRAILERS
@@ -25,7 +25,7 @@ VPC = "vpc-0abc1234"
 
 
 def rendered(settings: config.Settings, name: str = "demo", vpc_id: str = VPC) -> Manifests:
-    return render.render(sample_spec(name), sample_outputs(vpc_id=vpc_id), settings.templates_dir)
+    return render.render(sample_spec(name), sample_outputs(vpc_id=vpc_id), settings.templates_dir, MANAGEMENT_CIDRS)
 
 
 def on_main(settings: config.Settings, signer: signing.Signer, manifests: Manifests) -> None:

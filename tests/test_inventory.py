@@ -16,7 +16,7 @@ from pipeline.errors import AwsError, BadInput
 from pipeline.model import AwsAccess
 from tests import fleet_calls
 from tests.fixtures import fleet_git, free_port, push_by_hand
-from tests.fixtures_render import sample_outputs, sample_spec
+from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,7 +56,9 @@ def _state(serial: int) -> str:
 
 def _propose(settings: Settings, signer: signing.Signer, name: str, cidr: str, **changes: object) -> str:
     """The cluster's rendered manifests as a signed commit on cluster/NAME; its id."""
-    manifests = render.render(sample_spec(name, cidr, **changes), sample_outputs(cidr), settings.templates_dir)
+    manifests = render.render(
+        sample_spec(name, cidr, **changes), sample_outputs(cidr), settings.templates_dir, MANAGEMENT_CIDRS
+    )
     result = fleet_calls.commit(manifests, settings, signer, TRAILERS, "create")
     assert result.commit is not None
     return result.commit

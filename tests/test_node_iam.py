@@ -15,7 +15,7 @@ import yaml
 
 from pipeline import config, node_iam, render
 from tests.fixtures import REPO_ROOT
-from tests.fixtures_render import sample_outputs, sample_spec
+from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec
 
 ACCOUNT = "123456789012"  # moto's
 
@@ -63,7 +63,7 @@ def test_the_account_stack_is_applied_once_and_makes_the_profiles_every_machine_
     nodes_attached = iam.list_attached_role_policies(RoleName=built.nodes_profile)["AttachedPolicies"]
     assert not any(p["PolicyName"].startswith("ebs-csi.") for p in nodes_attached)
 
-    manifests = render.render(sample_spec(), sample_outputs(), settings.templates_dir)
+    manifests = render.render(sample_spec(), sample_outputs(), settings.templates_dir, MANAGEMENT_CIDRS)
     templates = [
         doc
         for f in manifests.files

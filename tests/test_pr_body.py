@@ -5,7 +5,7 @@ from pathlib import Path
 from pipeline import pr_body
 from pipeline.model import Manifest, Manifests, NetworkResult, PlanSummary
 from pipeline.render import render
-from tests.fixtures_render import sample_outputs, sample_spec
+from tests.fixtures_render import ALL_HOLD, MANAGEMENT_CIDRS, sample_outputs, sample_spec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 PROVENANCE = pr_body.Provenance("ABCDEF0123456789", "20261123T120000Z-abc123", None)
@@ -17,8 +17,8 @@ def network() -> NetworkResult:
 
 def test_a_new_cluster_body_tells_the_reviewer_everything_they_decide_on():
     cluster = sample_spec()
-    manifests = render(cluster, sample_outputs(), TEMPLATES)
-    text = pr_body.body(cluster, network(), {}, manifests, PROVENANCE)
+    manifests = render(cluster, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
+    text = pr_body.body(cluster, network(), {}, manifests, PROVENANCE, judged=ALL_HOLD)
 
     outputs = sample_outputs()
     assert f"## Cluster `{cluster.name}`" in text
@@ -52,8 +52,8 @@ def test_the_diff_shows_only_what_changed_against_main():
 def test_the_body_is_deterministic_and_fits_githubs_limit():
     cluster = sample_spec()
     big = Manifests("demo", (Manifest("clusters/demo/big.yaml", "".join(f"line{i}: {i}\n" for i in range(20000))),))
-    first = pr_body.body(cluster, network(), {}, big, PROVENANCE)
-    assert first == pr_body.body(cluster, network(), {}, big, PROVENANCE)
+    first = pr_body.body(cluster, network(), {}, big, PROVENANCE, judged=ALL_HOLD)
+    assert first == pr_body.body(cluster, network(), {}, big, PROVENANCE, judged=ALL_HOLD)
     assert len(first) <= pr_body.MAX_BODY
     assert "diff truncated" in first
     assert first.rstrip().endswith("`20261123T120000Z-abc123`")
@@ -69,5 +69,7 @@ def test_in_actions_the_body_links_the_workflow_run():
     url = pr_body.workflow_run_url(env)
     assert url == "https://github.com/acme/infra/actions/runs/42"
     assert pr_body.workflow_run_url({**env, "GITHUB_ACTIONS": "false"}) is None
-    text = pr_body.body(sample_spec(), network(), {}, Manifests("demo", ()), pr_body.Provenance("F", "r", url))
+    text = pr_body.body(
+        sample_spec(), network(), {}, Manifests("demo", ()), pr_body.Provenance("F", "r", url), judged=ALL_HOLD
+    )
     assert f"- Workflow run: {url}" in text

@@ -15,7 +15,7 @@ from pipeline.errors import ManifestInvalid
 from pipeline.model import Manifests
 from pipeline.render import AUTOSCALER_MAX, AUTOSCALER_MIN, render, to_yaml
 from pipeline.spec import Addons, WorkerPool
-from tests.fixtures_render import sample_outputs, sample_spec
+from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec
 
 TEMPLATES = PROJECT_ROOT / "templates"
 
@@ -35,12 +35,14 @@ def by_kind(manifests: Manifests, kind: str) -> list[dict[str, Any]]:
 
 
 def test_renders_every_file_of_the_cluster_sorted():
-    manifests = render(sample_spec(), sample_outputs(), TEMPLATES)
+    manifests = render(sample_spec(), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
 
     assert manifests.cluster == "demo"
     assert [m.path for m in manifests.files] == [
         "clusters/demo/addons.yaml",
         "clusters/demo/awscluster.yaml",
+        "clusters/demo/baseline/kustomization.yaml",
+        "clusters/demo/baseline/networkpolicies.yaml",
         "clusters/demo/cluster.yaml",
         "clusters/demo/controlplane.yaml",
         "clusters/demo/healthchecks.yaml",
@@ -55,8 +57,8 @@ def test_renders_every_file_of_the_cluster_sorted():
 
 
 def test_same_inputs_render_byte_identical_files():
-    first = render(sample_spec(), sample_outputs(), TEMPLATES)
-    second = render(sample_spec(), sample_outputs(), TEMPLATES)
+    first = render(sample_spec(), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
+    second = render(sample_spec(), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
 
     assert first == second
     assert first.fingerprint() == second.fingerprint()
@@ -64,7 +66,7 @@ def test_same_inputs_render_byte_identical_files():
 
 def test_awscluster_brings_the_terraform_network_by_id_only():
     outputs = sample_outputs()
-    awscluster = by_kind(render(sample_spec(), outputs, TEMPLATES), "AWSCluster")[0]
+    awscluster = by_kind(render(sample_spec(), outputs, TEMPLATES, MANAGEMENT_CIDRS), "AWSCluster")[0]
 
     network = awscluster["spec"]["network"]
     assert network["vpc"] == {"id": outputs.vpc_id}
@@ -80,14 +82,16 @@ def test_without_public_subnets_the_api_load_balancer_is_internal():
     outputs = sample_outputs()
     private_only = dataclasses.replace(outputs, subnets=tuple(s for s in outputs.subnets if not s.public))
 
-    lb = by_kind(render(sample_spec(), private_only, TEMPLATES), "AWSCluster")[0]["spec"]["controlPlaneLoadBalancer"]
+    lb = by_kind(render(sample_spec(), private_only, TEMPLATES, MANAGEMENT_CIDRS), "AWSCluster")[0]["spec"][
+        "controlPlaneLoadBalancer"
+    ]
 
     assert lb["scheme"] == "internal"
     assert lb["subnets"] == [s.id for s in private_only.subnets]
 
 
 def test_cluster_carries_the_fleet_facts_and_v1beta2_refs():
-    cluster = by_kind(render(sample_spec(), sample_outputs(), TEMPLATES), "Cluster")[0]
+    cluster = by_kind(render(sample_spec(), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS), "Cluster")[0]
 
     assert cluster["metadata"]["annotations"] == {
         "fleet.pipeline/region": "us-east-1",
@@ -104,21 +108,24 @@ def test_cluster_carries_the_fleet_facts_and_v1beta2_refs():
 def test_pod_range_moves_off_a_vpc_that_would_overlap_it():
     outputs = sample_outputs(cidr="192.168.0.0/16")
 
-    cluster = by_kind(render(sample_spec(cidr="192.168.0.0/16"), outputs, TEMPLATES), "Cluster")[0]
+    cluster = by_kind(render(sample_spec(cidr="192.168.0.0/16"), outputs, TEMPLATES, MANAGEMENT_CIDRS), "Cluster")[0]
 
     assert cluster["spec"]["clusterNetwork"]["pods"]["cidrBlocks"] == ["172.16.0.0/16"]
 
 
 def test_control_plane_runs_external_cloud_provider_and_audit_logging():
-    kcp = by_kind(render(sample_spec(), sample_outputs(), TEMPLATES), "KubeadmControlPlane")[0]
+    kcp = by_kind(render(sample_spec(), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS), "KubeadmControlPlane")[0]
 
     config = kcp["spec"]["kubeadmConfigSpec"]
     api_args = {a["name"]: a["value"] for a in config["clusterConfiguration"]["apiServer"]["extraArgs"]}
     policy_file = api_args["audit-policy-file"]
-    assert [f["path"] for f in config["files"]] == [policy_file]
-    assert yaml.safe_load(config["files"][0]["content"])["kind"] == "Policy"
+    written = {f["path"]: yaml.safe_load(f["content"]) for f in config["files"]}
+    assert written[policy_file]["kind"] == "Policy"
     mounts = {v["mountPath"] for v in config["clusterConfiguration"]["apiServer"]["extraVolumes"]}
     assert policy_file in mounts
+    # Every file the API server is told to read is written to the node and mounted into its pod.
+    for arg in ("admission-control-config-file", "encryption-provider-config"):
+        assert api_args[arg] in written and api_args[arg] in mounts
     assert str(Path(api_args["audit-log-path"]).parent) in mounts
     external = [{"name": "cloud-provider", "value": "external"}]
     assert config["initConfiguration"]["nodeRegistration"]["kubeletExtraArgs"] == external
@@ -127,10 +134,10 @@ def test_control_plane_runs_external_cloud_provider_and_audit_logging():
 
 
 def test_instance_type_change_renames_only_that_template_and_its_references():
-    before = render(sample_spec(), sample_outputs(), TEMPLATES)
+    before = render(sample_spec(), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
     spec = sample_spec()
     bigger = (spec.workers[0].model_copy(update={"instance_type": "m6i.2xlarge"}), spec.workers[1])
-    after = render(spec.model_copy(update={"workers": bigger}), sample_outputs(), TEMPLATES)
+    after = render(spec.model_copy(update={"workers": bigger}), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
 
     names_before = [t["metadata"]["name"] for t in by_kind(before, "AWSMachineTemplate")]
     names_after = [t["metadata"]["name"] for t in by_kind(after, "AWSMachineTemplate")]
@@ -152,7 +159,7 @@ def test_instance_type_change_renames_only_that_template_and_its_references():
 
 
 def test_control_plane_instance_type_change_rolls_the_control_plane():
-    before = render(sample_spec(), sample_outputs(), TEMPLATES)
+    before = render(sample_spec(), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
     spec = sample_spec()
     after = render(
         spec.model_copy(
@@ -160,6 +167,7 @@ def test_control_plane_instance_type_change_rolls_the_control_plane():
         ),
         sample_outputs(),
         TEMPLATES,
+        MANAGEMENT_CIDRS,
     )
 
     def kcp_ref(manifests: Manifests) -> str:
@@ -183,7 +191,7 @@ INJECTIONS = ["x\nkind: Secret", "{{ 7*7 }}", "a: {}", '"quoted" # not a comment
 def test_tag_values_reach_the_manifest_as_plain_strings(value, record_property):
     spec = sample_spec(tags={"evil: {}": value, "team": "platform"})
 
-    manifests = render(spec, sample_outputs(), TEMPLATES)
+    manifests = render(spec, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
 
     awscluster = by_kind(manifests, "AWSCluster")[0]
     record_property(
@@ -202,7 +210,7 @@ def test_a_hostile_pool_name_stays_one_scalar(record_property):
     hostile = WorkerPool.model_construct(name="p\n---\nkind: Secret", replicas=1, instance_type="t3.large")
     spec = sample_spec(workers=(hostile,))
 
-    manifests = render(spec, sample_outputs(), TEMPLATES)
+    manifests = render(spec, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
 
     names = [md["metadata"]["name"] for md in by_kind(manifests, "MachineDeployment")]
     record_property(
@@ -226,12 +234,12 @@ def test_a_template_printing_a_value_without_the_filter_fails(tmp_path, record_p
     namespace.write_text(namespace.read_text() + "  annotations: {note: {{ name }}}\n")
 
     with pytest.raises(TypeError, match="without the `yaml` filter") as caught:
-        render(sample_spec(), sample_outputs(), templates)
+        render(sample_spec(), sample_outputs(), templates, MANAGEMENT_CIDRS)
     record_property("outcome", f"{type(caught.value).__name__}: {caught.value}")
 
 
 def test_flux_applies_the_cluster_directory_and_the_namespace_is_restricted():
-    manifests = render(sample_spec(), sample_outputs(), TEMPLATES)
+    manifests = render(sample_spec(), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
 
     flux = docs(manifests, "flux/clusters/demo.yaml")[0]
     assert flux["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1"
@@ -250,6 +258,8 @@ def test_flux_applies_the_cluster_directory_and_the_namespace_is_restricted():
         ("HelmRelease", "demo-cilium"),
         ("HelmRelease", "demo-aws-cloud-controller-manager"),
         ("HelmRelease", "demo-aws-ebs-csi-driver"),
+        ("HelmRelease", "demo-fluent-bit"),
+        ("Kustomization", "demo-network-policies"),
     ]
     [cluster_health] = flux["spec"]["healthCheckExprs"]
     assert (cluster_health["apiVersion"], cluster_health["kind"]) == ("cluster.x-k8s.io/v1beta2", "Cluster")
@@ -268,7 +278,7 @@ def test_a_template_naming_a_sensitive_output_fails_before_anything_renders(tmp_
     outputs = dataclasses.replace(sample_outputs(), sensitive=("bastion_private_key", "db_password"))
 
     with pytest.raises(ManifestInvalid) as caught:
-        render(sample_spec(), outputs, templates)
+        render(sample_spec(), outputs, templates, MANAGEMENT_CIDRS)
 
     assert caught.value.findings == (
         "template cluster/namespace.yaml.j2 references Terraform output 'bastion_private_key', which is marked "
@@ -276,12 +286,12 @@ def test_a_template_naming_a_sensitive_output_fails_before_anything_renders(tmp_
     )
     record_property("outcome", f"{type(caught.value).__name__}: {caught.value}")
     # The same outputs without the reference render: naming a sensitive output is what fails.
-    assert render(sample_spec(), outputs, TEMPLATES).files
+    assert render(sample_spec(), outputs, TEMPLATES, MANAGEMENT_CIDRS).files
 
 
 def test_a_pool_spans_the_zones_with_its_replicas_split_and_every_pool_is_health_checked():
     spec = sample_spec(workers=(WorkerPool(name="default", replicas=5),))
-    manifests = render(spec, sample_outputs(), TEMPLATES)
+    manifests = render(spec, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
 
     deployments = by_kind(manifests, "MachineDeployment")
     assert [(md["metadata"]["name"], md["spec"]["replicas"]) for md in deployments] == [
@@ -314,7 +324,9 @@ def test_a_pool_in_named_zones_with_autoscaler_bounds_leaves_its_size_to_the_aut
         by_alias=True,
         by_name=False,
     )
-    deployments = by_kind(render(sample_spec(workers=(pool,)), sample_outputs(), TEMPLATES), "MachineDeployment")
+    deployments = by_kind(
+        render(sample_spec(workers=(pool,)), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS), "MachineDeployment"
+    )
 
     assert [md["metadata"]["name"] for md in deployments] == ["demo-batch-a", "demo-batch-c"]
     assert all("replicas" not in md["spec"] for md in deployments)
@@ -328,7 +340,7 @@ def test_a_pool_in_named_zones_with_autoscaler_bounds_leaves_its_size_to_the_aut
 def test_health_checks_turned_off_render_no_machine_health_checks():
     spec = sample_spec()
     off = spec.model_copy(update={"health_checks": spec.health_checks.model_copy(update={"enabled": False})})
-    manifests = render(off, sample_outputs(), TEMPLATES)
+    manifests = render(off, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
 
     assert by_kind(manifests, "MachineHealthCheck") == []
     assert "healthchecks.yaml" not in docs(manifests, "clusters/demo/kustomization.yaml")[0]["resources"]
@@ -339,10 +351,15 @@ def releases(manifests: Manifests) -> dict[str, dict[str, Any]]:
 
 
 def test_the_add_ons_go_to_the_workload_cluster_in_order_with_the_ccm_of_its_minor():
-    manifests = render(sample_spec(kubernetes_version="v1.32.3"), sample_outputs(), TEMPLATES)
+    manifests = render(sample_spec(kubernetes_version="v1.32.3"), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
     found = releases(manifests)
 
-    assert list(found) == ["demo-cilium", "demo-aws-cloud-controller-manager", "demo-aws-ebs-csi-driver"]
+    assert list(found) == [
+        "demo-cilium",
+        "demo-aws-cloud-controller-manager",
+        "demo-aws-ebs-csi-driver",
+        "demo-fluent-bit",
+    ]
     assert {r["spec"]["kubeConfig"]["secretRef"]["name"] for r in found.values()} == {"demo-kubeconfig"}
     assert {r["metadata"]["namespace"] for r in found.values()} == {"demo"}
     assert {r["spec"]["storageNamespace"] for r in found.values()} == {"kube-system"}
@@ -398,10 +415,10 @@ def test_the_spec_turns_a_default_off_pins_another_version_merges_values_and_add
             )
         }
     )
-    manifests = render(spec, sample_outputs(), TEMPLATES)
+    manifests = render(spec, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
     found = releases(manifests)
 
-    assert list(found) == ["demo-cilium", "demo-aws-cloud-controller-manager", "demo-metrics-server"]
+    assert list(found) == ["demo-cilium", "demo-aws-cloud-controller-manager", "demo-fluent-bit", "demo-metrics-server"]
     cilium = found["demo-cilium"]["spec"]
     assert cilium["chart"]["spec"]["version"] == "1.17.6"
     assert cilium["values"]["ipam"] == {
@@ -409,10 +426,10 @@ def test_the_spec_turns_a_default_off_pins_another_version_merges_values_and_add
         "operator": {"clusterPoolIPv4PodCIDRList": ["192.168.0.0/16"]},
     }
     assert cilium["values"]["hubble"] == {"enabled": True}
-    assert found["demo-metrics-server"]["spec"]["dependsOn"] == [{"name": "demo-aws-cloud-controller-manager"}]
+    assert found["demo-metrics-server"]["spec"]["dependsOn"] == [{"name": "demo-fluent-bit"}]
     oci = {s["metadata"]["name"]: s["spec"] for s in by_kind(manifests, "HelmRepository")}["demo-metrics-server"]
     assert oci == {"interval": "1h", "type": "oci", "url": OCI}
-    [folder] = [k for k in by_kind(manifests, "Kustomization") if k.get("metadata", {}).get("namespace") == "demo"]
+    [folder] = [k for k in by_kind(manifests, "Kustomization") if k.get("metadata", {}).get("name") == "demo-baseline"]
     assert folder["spec"]["path"] == "./addons/baseline"
     assert folder["spec"]["kubeConfig"]["secretRef"]["name"] == "demo-kubeconfig"
     assert folder["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "fleet", "namespace": "flux-system"}
@@ -442,7 +459,7 @@ def test_every_machine_template_boots_the_image_the_spec_chose(image, fields):
     if image is not None:
         spec = type(spec).model_validate({**spec.model_dump(), "image": image})
 
-    templates = by_kind(render(spec, sample_outputs(), TEMPLATES), "AWSMachineTemplate")
+    templates = by_kind(render(spec, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS), "AWSMachineTemplate")
 
     chosen = {"ami", "imageLookupOrg", "imageLookupBaseOS", "imageLookupFormat"}
     assert len(templates) == 3
@@ -460,7 +477,9 @@ def test_flux_verifies_a_signed_oci_chart_before_installing_it():
     ]
     addons = Addons.model_validate({"extra": extra}, by_alias=True, by_name=False)
 
-    found = releases(render(sample_spec().model_copy(update={"addons": addons}), sample_outputs(), TEMPLATES))
+    found = releases(
+        render(sample_spec().model_copy(update={"addons": addons}), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
+    )
 
     assert found["demo-signed"]["spec"]["chart"]["spec"]["verify"] == {"provider": "cosign"}
     assert found["demo-keyed"]["spec"]["chart"]["spec"]["verify"] == {

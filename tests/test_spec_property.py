@@ -25,7 +25,7 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.errors import EXIT_BAD_INPUT, SpecError
 from pipeline.model import Bastion, NetworkOutputs, Subnet
 from pipeline.spec import ClusterSpec
-from tests.fixtures_render import schemas_from
+from tests.fixtures_render import MANAGEMENT_CIDRS, SECRETS_KEY_ARN, schemas_from
 
 TEMPLATES = PROJECT_ROOT / "templates"
 MAX_EXAMPLES = 80
@@ -504,6 +504,8 @@ def outputs_for(cluster: ClusterSpec) -> NetworkOutputs:
         nat_gateway_ids=tuple(f"nat-{i}" for i in range(nat_count)),
         endpoint_ids=tuple((service, f"vpce-{i}") for i, service in enumerate(cluster.network.endpoints)),
         bastion=Bastion("i-0bastion", "sg-0bastion", "198.51.100.7") if cluster.bastion.enabled else None,
+        secrets_key_arn=SECRETS_KEY_ARN,
+        audit_log_group=f"/fleet-pipeline/{cluster.name}/kube-apiserver-audit",
     )
 
 
@@ -551,7 +553,7 @@ def test_random_specs_render_valid_manifests_or_are_refused_as_bad_input(
             assert value == value.strip() and len(value.splitlines()) == 1, repr(value)
         if not case.open_ssh_opted_in:
             assert all(ipaddress.ip_network(cidr).prefixlen > 0 for cidr in cluster.bastion.allowed_cidrs)
-        manifests = render.render(cluster, outputs_for(cluster), TEMPLATES)
+        manifests = render.render(cluster, outputs_for(cluster), TEMPLATES, MANAGEMENT_CIDRS)
         validate.validate(manifests, schemas, ())
         assert manifests.cluster == case.cli_name
         event("rendered")

@@ -127,10 +127,30 @@ def test_spec_show_fills_in_every_default_and_the_cidr_the_fleet_would_give(
     monkeypatch.setenv("PIPELINE_STATE_DIR", str(settings.state_dir))
     assert main(["spec", "show", "dev", "--json"]) == EXIT_OK
     shown = json.loads(capsys.readouterr().out)
-    assert shown["network"] == {"cidr": "10.21.0.0/16", "zones": 2, "natGateways": "single", "endpoints": ["s3", "sts"]}
-    assert shown["bastion"] == {"enabled": True, "allowOpenSSH": False, "allowedCIDRs": [], "instanceType": "t3.micro"}
+    assert shown["network"] == {
+        "cidr": "10.21.0.0/16",
+        "zones": 2,
+        "natGateways": "single",
+        "endpoints": ["kms", "logs", "s3", "sts"],
+        "flowLogRetentionDays": 365,
+    }
+    assert shown["bastion"] == {
+        "enabled": True,
+        "allowOpenSSH": False,
+        "allowedCIDRs": [],
+        "instanceType": "t3.micro",
+        "mode": "ssh",
+    }
+    assert shown["apiServer"] == {"allowOpenAccess": False, "allowedCIDRs": [], "internal": False}
     assert shown["kubernetesVersion"] == "v1.31.2"
     assert shown["workers"] == [
-        {"name": "default", "replicas": 2, "instanceType": "m6i.large", "zones": None, "autoscaling": None}
+        {
+            "name": "default",
+            "replicas": 2,
+            "instanceType": "m6i.large",
+            "rootVolumeSize": 80,
+            "zones": None,
+            "autoscaling": None,
+        }
     ]
     assert shown["healthChecks"] == {"enabled": True, "nodeStartupSeconds": 1200, "unhealthySeconds": 300}

@@ -5,12 +5,12 @@ import pytest
 from pipeline import pr_body, render, upgrades
 from pipeline.errors import SpecError
 from pipeline.model import NetworkResult, PlanSummary
-from tests.fixtures_render import sample_outputs, sample_spec
+from tests.fixtures_render import ALL_HOLD, MANAGEMENT_CIDRS, sample_outputs, sample_spec
 from tests.test_render import TEMPLATES
 
 
 def _on_main(version: str) -> dict[str, str]:
-    manifests = render.render(sample_spec(kubernetes_version=version), sample_outputs(), TEMPLATES)
+    manifests = render.render(sample_spec(kubernetes_version=version), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
     return {m.path: m.content for m in manifests.files}
 
 
@@ -41,12 +41,12 @@ def test_a_downgrade_is_refused():
 
 def test_the_pull_request_shows_the_upgrade_and_the_ccm_that_moves_with_it():
     spec = sample_spec(kubernetes_version="v1.32.0")
-    manifests = render.render(spec, sample_outputs(), TEMPLATES)
+    manifests = render.render(spec, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
     network = NetworkResult(sample_outputs(), PlanSummary(0, 0, 0), 3)
     provenance = pr_body.Provenance("F" * 40, "run-1", None)
 
-    text = pr_body.body(spec, network, _on_main("v1.31.2"), manifests, provenance)
+    text = pr_body.body(spec, network, _on_main("v1.31.2"), manifests, provenance, judged=ALL_HOLD)
 
     assert "## Upgrade" in text
     assert "Kubernetes v1.31.2 → v1.32.0" in text and "cloud-controller-manager moves to v1.32.5" in text
-    assert "## Upgrade" not in pr_body.body(spec, network, _on_main("v1.32.0"), manifests, provenance)
+    assert "## Upgrade" not in pr_body.body(spec, network, _on_main("v1.32.0"), manifests, provenance, judged=ALL_HOLD)

@@ -16,7 +16,7 @@ from pipeline.model import Manifest, Manifests
 from pipeline.render import render
 from pipeline.schemas import Schemas
 from pipeline.validate import validate
-from tests.fixtures_render import sample_outputs, sample_spec, schemas_from
+from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec, schemas_from
 
 TEMPLATES = PROJECT_ROOT / "templates"
 Doc = dict[str, Any]
@@ -28,7 +28,7 @@ def schemas() -> Schemas:
 
 
 def cluster(name: str = "demo", cidr: str = "10.20.0.0/16") -> Manifests:
-    return render(sample_spec(name=name, cidr=cidr), sample_outputs(cidr=cidr), TEMPLATES)
+    return render(sample_spec(name=name, cidr=cidr), sample_outputs(cidr=cidr), TEMPLATES, MANAGEMENT_CIDRS)
 
 
 def edit(manifests: Manifests, path: str, change: Callable[[list[Doc]], None]) -> Manifests:
@@ -300,7 +300,7 @@ def test_machine_templates_choosing_their_image_pass_the_strict_schemas(schemas)
     spec = sample_spec()
     for image in ({"ami": {"us-east-1": "ami-0123456789abcdef0"}}, {"lookup": {"org": "258751437250"}}):
         chosen = type(spec).model_validate({**spec.model_dump(), "image": image})
-        validate(render(chosen, sample_outputs(), TEMPLATES), schemas, [])
+        validate(render(chosen, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS), schemas, [])
 
 
 def test_the_crds_cel_rules_are_judged_as_the_api_server_would(schemas):

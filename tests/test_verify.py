@@ -14,7 +14,7 @@ from pipeline.schemas import Schemas
 from pipeline.signing import Signer, export_public
 from pipeline.verify import verify_fleet
 from tests.fixtures import fleet_git
-from tests.fixtures_render import sample_outputs, sample_spec, schemas_from
+from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec, schemas_from
 
 
 @pytest.fixture
@@ -23,7 +23,9 @@ def schemas() -> Schemas:
 
 
 def cluster(name: str, cidr: str) -> dict[str, str]:
-    manifests = render(sample_spec(name=name, cidr=cidr), sample_outputs(cidr=cidr), PROJECT_ROOT / "templates")
+    manifests = render(
+        sample_spec(name=name, cidr=cidr), sample_outputs(cidr=cidr), PROJECT_ROOT / "templates", MANAGEMENT_CIDRS
+    )
     return {m.path: m.content for m in manifests.files}
 
 
@@ -157,7 +159,7 @@ def test_a_missing_ref_is_a_finding(settings: Settings, fleet_signer: Signer, sc
 
 def _at(name: str, cidr: str, version: str) -> dict[str, str]:
     spec = sample_spec(name=name, cidr=cidr, kubernetes_version=version)
-    manifests = render(spec, sample_outputs(cidr=cidr), PROJECT_ROOT / "templates")
+    manifests = render(spec, sample_outputs(cidr=cidr), PROJECT_ROOT / "templates", MANAGEMENT_CIDRS)
     return {m.path: m.content for m in manifests.files}
 
 

@@ -21,6 +21,8 @@ from pipeline import (
     journal,
     network,
     node_iam,
+    policy,
+    policy_exceptions,
     pr_body,
     render,
     review,
@@ -32,7 +34,7 @@ from pipeline import (
     validate,
 )
 from pipeline.config import Settings
-from pipeline.errors import EXIT_OK, Blocked
+from pipeline.errors import EXIT_OK, Blocked, FleetFileInvalid, ManifestInvalid
 from pipeline.github import PullRequest
 from pipeline.model import AwsAccess, CommitResult, Manifests, NetworkResult
 from pipeline.report import Outcome, Reporter
@@ -70,6 +72,8 @@ def run(
             mine_on_main = fleet.own_files(checkout, name)
             with source.pointing():
                 upgrades.check(parsed, mine_on_main)
+            management = fleet.management_cidrs(checkout)
+            exceptions = _exceptions_in_force(checkout, name)
             with source.pointing():
                 cluster = _claim_network(parsed, checkout, on_main)
             resume = _resuming(reporter, record.unfinished(STAGES), cluster)
@@ -82,16 +86,15 @@ def run(
 
             with reporter.stage("render"):
                 manifests = render.render(
-                    cluster, result.outputs, settings.templates_dir, compiled=settings.compiled_templates
+                    cluster, result.outputs, settings.templates_dir, management, compiled=settings.compiled_templates
                 )
                 reporter.info(f"{len(manifests.files)} files for clusters/{name}/ and flux/clusters/{name}.yaml")
             record.stage("render", result.outputs.fingerprint(), {"manifests": manifests.fingerprint()})
 
             with reporter.stage("validate"):
-                unchecked = validate.validate(manifests, loading.result(), others)
-                reporter.info("CRD schemas and their CEL rules, kubectl kustomize and fleet rules pass")
-                for rule in unchecked:
-                    reporter.info(f"not checkable offline (the API server judges it): {rule}")
+                judged = _validate(
+                    manifests, result, loading.result(), others, exceptions=exceptions, reporter=reporter
+                )
             record.stage("validate", manifests.fingerprint(), {"valid": True})
 
             run_id = str(record.record["run"])
@@ -111,7 +114,7 @@ def run(
                         settings,
                         outcome.branch,
                         pr_body.title(cluster, new=not mine_on_main),
-                        pr_body.body(cluster, result, mine_on_main, manifests, provenance),
+                        pr_body.body(cluster, result, mine_on_main, manifests, provenance, judged=judged),
                         outcome.changed,
                     )
                     reporter.info(f"pull request #{pull.number}: {pull.url}")
@@ -140,6 +143,47 @@ def _build(
     result = network.provision(cluster, aws_access, settings, reporter.tool_line, force=force, done=done, zones=zones)
     _report_network(reporter, result)
     return result
+
+
+def _validate(
+    manifests: Manifests,
+    result: NetworkResult,
+    crds: schemas.Schemas,
+    others: tuple[fleet.Neighbour, ...],
+    *,
+    exceptions: tuple[policy_exceptions.PolicyException, ...],
+    reporter: Reporter,
+) -> policy_exceptions.Judged:
+    unchecked = validate.validate(manifests, crds, others)
+    reporter.info("CRD schemas and their CEL rules, kubectl kustomize and fleet rules pass")
+    for rule in unchecked:
+        reporter.info(f"not checkable offline (the API server judges it): {rule}")
+    judged = _policy(manifests, result, exceptions)
+    reporter.info(f"policy: {len(policy.RULES)} rules checked, {len(judged.excepted)} excepted")
+    for finding, exception in judged.excepted:
+        reporter.info(f"excepted until {exception.expires.isoformat()}: {finding} ({exception.reason})")
+    return judged
+
+
+def _exceptions_in_force(checkout: git.Checkout, name: str) -> tuple[policy_exceptions.PolicyException, ...]:
+    """main's policy exceptions, refused before anything is written when one of this cluster's has expired."""
+    exceptions = policy_exceptions.parse(git.read_file(checkout, fleet.MAIN, policy_exceptions.FILE))
+    lapsed = [e for e in policy_exceptions.expired(exceptions, policy_exceptions.today()) if e.cluster == name]
+    if lapsed:
+        raise FleetFileInvalid(policy_exceptions.expiry_finding(lapsed[0]))
+    return exceptions
+
+
+def _policy(
+    manifests: Manifests, result: NetworkResult, exceptions: tuple[policy_exceptions.PolicyException, ...]
+) -> policy_exceptions.Judged:
+    """The security baseline on the rendered files and the network's state; what no exception covers fails."""
+    found = policy.check_manifests(manifests)
+    found += policy.check_network(manifests.cluster, policy.state_resources(result.resources))
+    judged = policy_exceptions.judge(found, exceptions, policy_exceptions.today())
+    if judged.findings:
+        raise ManifestInvalid([str(finding) for finding in judged.findings])
+    return judged
 
 
 def _claim_network(parsed: ClusterSpec, checkout: git.Checkout, on_main: tuple[fleet.Neighbour, ...]) -> ClusterSpec:

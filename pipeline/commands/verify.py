@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from pipeline import schemas
+from pipeline import policy, schemas
 from pipeline.config import Settings
 from pipeline.errors import EXIT_FAILED, EXIT_OK
 from pipeline.verify import verify_fleet
 
 
-def run(ref: str, settings: Settings, *, everything: bool = False) -> int:
-    """One finding per line and their count (exit 1), or one line saying what was verified."""
+def run(ref: str, settings: Settings, *, everything: bool = False, explain: bool = False) -> int:
+    """One finding per line and their count (exit 1), or one line saying what was verified.
+
+    `explain`: the policy's rules, one per line (id, NIST SP 800-53 control, what it checks and why), and nothing else.
+    """
+    if explain:
+        for line in policy.explain():
+            print(line)
+        return EXIT_OK
     result = verify_fleet(settings, schemas.load(settings), ref, everything=everything)
     for finding in result.findings:
         print(finding)
