@@ -65,7 +65,7 @@ def provision(
         # Nothing built yet, so nothing a plan could lose: one apply plans and builds, as bare Terraform does.
         created = terraform.apply_unreviewed(ws, var_file, on_line)
         state = _stored_state(access, bucket, spec.name)
-        return NetworkResult(outputs=network_outputs(state.outputs), changes=created, state_serial=state.serial)
+        return NetworkResult(network_outputs(state.outputs), created, state.serial, resources=state.resources)
     plan = terraform.plan(ws, var_file, on_line)
     lost = _network_losses(plan.resources)
     if lost and not force:
@@ -74,7 +74,7 @@ def provision(
         terraform.apply(ws, plan, on_line)
         state = _stored_state(access, bucket, spec.name)
     # A plan without changes leaves the state, and so its outputs, as they were pulled.
-    return NetworkResult(outputs=network_outputs(state.outputs), changes=plan.summary, state_serial=state.serial)
+    return NetworkResult(network_outputs(state.outputs), plan.summary, state.serial, resources=state.resources)
 
 
 def _stored_state(access: AwsAccess, bucket: str, cluster: str) -> terraform.State:
@@ -133,7 +133,7 @@ def _reuse(state: terraform.State, done: Mapping[str, Any]) -> NetworkResult | N
     outputs = network_outputs(state.outputs)
     if outputs.fingerprint() != done.get("outputs"):
         return None
-    return NetworkResult(outputs, PlanSummary(0, 0, 0), state.serial, reused=True)
+    return NetworkResult(outputs, PlanSummary(0, 0, 0), state.serial, reused=True, resources=state.resources)
 
 
 def plan(spec: ClusterSpec, access: AwsAccess, settings: Settings, on_line: LineSink | None = None) -> NetworkPlan:
