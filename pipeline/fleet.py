@@ -66,6 +66,12 @@ by hand: the management cluster's Flux pulls it and applies what it finds on `ma
   `spec.address` to this repository's address where they hold a placeholder, and create the
   Secret `{token}` (key `token`: a GitHub token that may write commit statuses).
 
+## Settings and exceptions
+
+`fleet.yaml` lists the management cluster's egress CIDRs (`managementCluster.egressCIDRs`): every cluster's
+API load balancer admits them, and nothing else but what a cluster's spec lists. `policy-exceptions.yaml`
+holds the reviewed exceptions to the security policy, each with a rule, a cluster, a reason and an expiry.
+
 ## Signed commits only
 
 The GitRepository sets `spec.verify` (mode HEAD): Flux applies `main` only when its head
