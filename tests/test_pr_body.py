@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
-from pipeline import pr_body
+from pipeline import policy, policy_exceptions, pr_body
 from pipeline.model import Manifest, Manifests, NetworkResult, PlanSummary
 from pipeline.render import render
 from tests.fixtures_render import ALL_HOLD, MANAGEMENT_CIDRS, sample_outputs, sample_spec
@@ -73,3 +74,20 @@ def test_in_actions_the_body_links_the_workflow_run():
         sample_spec(), network(), {}, Manifests("demo", ()), pr_body.Provenance("F", "r", url), judged=ALL_HOLD
     )
     assert f"- Workflow run: {url}" in text
+
+
+def test_the_body_shows_the_policy_result_and_each_reviewed_exception():
+    exception = policy_exceptions.PolicyException(
+        "api.ingress-limited", "demo", "partner load tests", datetime.date(2027, 1, 31), 0
+    )
+    finding = policy.Finding(policy.BY_ID["api.ingress-limited"], "demo", "open to everyone")
+    judged = policy_exceptions.Judged((), ((finding, exception),))
+    manifests = render(sample_spec(), sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
+
+    text = pr_body.body(sample_spec(), network(), {}, manifests, PROVENANCE, judged=judged)
+
+    held = len(policy.RULES) - 1
+    assert f"{held} of {len(policy.RULES)} rules hold; `verify --explain` lists them." in text
+    assert "| `api.ingress-limited` | SC-7 | partner load tests | 2027-01-31 |" in text
+    everything = pr_body.body(sample_spec(), network(), {}, manifests, PROVENANCE, judged=ALL_HOLD)
+    assert f"{len(policy.RULES)} of {len(policy.RULES)} rules hold" in everything
