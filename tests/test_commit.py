@@ -70,6 +70,7 @@ def test_a_change_replaces_the_clusters_files(settings: config.Settings, fleet_s
         "README.md",
         "clusters/demo/cluster.yaml",
         "clusters/demo/kustomization.yaml",
+        "fleet.yaml",
         "flux/clusters/demo.yaml",
         "flux/system/gitrepository.yaml",
         "flux/system/health.yaml",

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from pipeline import config, fleet, signing
-from pipeline.errors import SigningError
+from pipeline.errors import FleetFileInvalid, SigningError
 from pipeline.model import Manifest, Manifests
 from tests import fleet_calls
-from tests.fixtures import fleet_git, race
+from tests.fixtures import commit_by_hand, fleet_git, race
 
 
 def test_creates_the_layout_with_a_signed_main(settings: config.Settings, signer: signing.Signer) -> None:
@@ -22,6 +22,7 @@ def test_creates_the_layout_with_a_signed_main(settings: config.Settings, signer
     assert fleet_git(remote, "ls-tree", "-r", "--name-only", "main").split() == [
         ".github/workflows/verify.yml",
         "README.md",
+        "fleet.yaml",
         "flux/system/gitrepository.yaml",
         "flux/system/health.yaml",
         f"flux/system/keys/{signer.fingerprint}.asc",
@@ -155,3 +156,39 @@ def test_runs_claiming_one_cidr_at_the_same_moment_get_one_winner(
     assert [run.returncode for run in runs] == [0, 0, 0]
     assert len(holders) == 1
     assert fleet_calls.cidr_claims(settings) == {"10.20.0.0/16": holders.pop()}
+
+
+def test_a_new_local_fleet_admits_this_machine_as_its_management_cluster(settings, fleet_signer):
+    with fleet.session(settings) as checkout:
+        assert fleet.management_cidrs(checkout) == fleet.LOCAL_MANAGEMENT_CIDRS
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "fleet.yaml: no managementCluster.egressCIDRs; list the management cluster's egress addresses"),
+        ("managementCluster:\n  egressCIDRs: []\n", "fleet.yaml: no managementCluster.egressCIDRs; list"),
+        (
+            "managementCluster:\n  egressCIDRs: [10.0.0.0/33]\n",
+            "fleet.yaml managementCluster.egressCIDRs[0]: '10.0.0.0/33' is not an IPv4 CIDR",
+        ),
+        (
+            "managementCluster:\n  egressCIDRs: [0.0.0.0/0]\n",
+            "fleet.yaml managementCluster.egressCIDRs[0]: 0.0.0.0/0 is the whole internet",
+        ),
+    ],
+)
+def test_fleet_settings_without_sound_management_cidrs_are_refused_naming_the_field(
+    settings, fleet_signer, tmp_path, text, message
+):
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", settings.fleet, str(work)], check=True)
+    if text is None:
+        (work / "fleet.yaml").unlink()
+    else:
+        (work / "fleet.yaml").write_text(text)
+    commit_by_hand(work, "fleet settings", fleet_signer)
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=work, check=True)
+    with fleet.session(settings) as checkout, pytest.raises(FleetFileInvalid) as caught:
+        fleet.management_cidrs(checkout)
+    assert str(caught.value).startswith(message)
