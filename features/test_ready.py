@@ -84,13 +84,15 @@ def health_checks(world: World, pool: str) -> None:
 def addons_in_order(world: World, secret: str) -> None:
     releases = _kind(world, "main", "ready", "HelmRelease")
     by_role = {r["metadata"]["labels"][addons.ROLE_LABEL]: r for r in releases}
-    assert set(by_role) == set(addons.ORDER)
+    # What makes it Ready, then the audit log shipper of the security baseline.
+    assert set(by_role) == {*addons.ORDER, "audit-logs"}
     assert all(r["spec"]["kubeConfig"]["secretRef"] == {"name": secret, "key": "value"} for r in releases)
     cni, ccm, csi = (by_role[role]["metadata"]["name"] for role in addons.ORDER)
     assert "dependsOn" not in by_role["cni"]["spec"]
     assert by_role["cloud-controller-manager"]["spec"]["dependsOn"] == [{"name": cni}]
     assert by_role["csi"]["spec"]["dependsOn"] == [{"name": ccm}]
     assert csi == "ready-aws-ebs-csi-driver"
+    assert by_role["audit-logs"]["spec"]["dependsOn"] == [{"name": csi}]
 
 
 def _ccm_tag(world: World, ref: str) -> str:
