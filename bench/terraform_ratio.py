@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import moto_server
-from pipeline import allocation, aws, local_endpoint, network, spec, spec_source, terraform
+from pipeline import allocation, aws, local_endpoint, network, node_iam, spec, spec_source, terraform
 from pipeline.config import load_settings
 
 
@@ -35,6 +35,8 @@ def bare(root: Path, plugin_cache: Path, name: str) -> Bare:
         zones = network.preflight(cluster, access)
         bucket = network.state_bucket(settings, aws.caller_identity(access), cluster.region)
         aws.ensure_state_bucket(access, bucket)
+        # The account's roles, which the cluster stack names, exist before any cluster's network (untimed).
+        node_iam.ensure(settings)
         copy = root / "terraform"
         shutil.copytree(settings.terraform_dir, copy, ignore=shutil.ignore_patterns(".terraform"))
         stack = copy / "stacks" / network.STACK

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 import yaml
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from features.conftest import STATE_BUCKET, World, ec2, iam, s3, spec_path
+from features.conftest import World, ec2, iam, spec_path
 from pipeline import addons, fleet
 from pipeline.errors import EXIT_BAD_INPUT
 
@@ -149,10 +148,6 @@ def security_baseline(world: World) -> None:
         Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}]
     )["SecurityGroups"]
     assert (default["IpPermissions"], default["IpPermissionsEgress"]) == ([], [])
-    statements = json.loads(s3(world).get_bucket_policy(Bucket=STATE_BUCKET)["Policy"])["Statement"]
-    assert any(
-        st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for st in statements
-    )
     for template in _kind(world, "main", "ready", "AWSMachineTemplate"):
         machine = template["spec"]["template"]["spec"]
         assert machine["instanceMetadataOptions"]["httpTokens"] == "required"

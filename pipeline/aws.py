@@ -137,7 +137,7 @@ def architectures(access: AwsAccess, instance_types: Iterable[str]) -> dict[str,
 
 
 def ensure_state_bucket(access: AwsAccess, name: str) -> bool:
-    """Create the bucket if missing; (re)assert versioning, encryption and no public access.
+    """Create the bucket if missing; (re)assert versioning, encryption, TLS only and no public access.
 
     Returns whether it was created. Safe to call on every run.
     """
@@ -165,7 +165,28 @@ def ensure_state_bucket(access: AwsAccess, name: str) -> bool:
                 "RestrictPublicBuckets": True,
             },
         )
+    # An endpoint served over plain HTTP (the local target's) would refuse its own state under this policy.
+    if access.endpoint is None or access.endpoint.startswith("https://"):
+        with _translated("s3:PutBucketPolicy", name, "allow s3:PutBucketPolicy on the bucket"):
+            s3.put_bucket_policy(Bucket=name, Policy=json.dumps(tls_only_policy(name), sort_keys=True))
     return created
+
+
+def tls_only_policy(bucket: str) -> dict[str, Any]:
+    """A bucket policy refusing every request that does not come over TLS: state holds the network's ids."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TLSOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
 
 
 def vpc_exists(access: AwsAccess, vpc_id: str) -> bool:
@@ -413,7 +434,12 @@ def tagged_resources(access: AwsAccess, cluster: str) -> dict[str, tuple[str, ..
             "aws_internet_gateway": list(ec2.describe_internet_gateways(Filters=tagged)["InternetGateways"]),
             "aws_route_table": list(ec2.describe_route_tables(Filters=tagged)["RouteTables"]),
             "aws_subnet": list(ec2.describe_subnets(Filters=tagged)["Subnets"]),
-            "aws_security_group": list(ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]),
+            # A VPC's default group is made and removed with its VPC: never an orphan of its own.
+            "aws_security_group": [
+                group
+                for group in ec2.describe_security_groups(Filters=tagged)["SecurityGroups"]
+                if group.get("GroupName") != "default"
+            ],
             "aws_vpc": list(ec2.describe_vpcs(Filters=tagged)["Vpcs"]),
             "aws_eip": list(ec2.describe_addresses(Filters=tagged)["Addresses"]),
         }

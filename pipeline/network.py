@@ -14,6 +14,7 @@ from typing import Any
 from pipeline import aws, machine_image, terraform
 from pipeline.config import Settings
 from pipeline.errors import BadInput, OrphanedResources, SpecError, TerraformError
+from pipeline.iam_names import CONTROL_PLANE_PROFILE
 from pipeline.model import AwsAccess, Bastion, NetworkOutputs, NetworkPlan, NetworkResult, PlanSummary, Subnet
 from pipeline.spec import ClusterSpec
 
@@ -24,7 +25,12 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # CAPA's AWSCluster names the VPC and subnets by id, and vpc.id is immutable.
 _NETWORK_TYPES = ("aws_vpc", "aws_subnet")
 _LOSSES = ("destroy", "replace")
-_READ_OUTPUTS = frozenset({"region", "vpc_id", "vpc_cidr", "subnets", "nat_gateway_ids", "endpoint_ids", "bastion"})
+_READ_OUTPUTS = frozenset(
+    {
+        "region", "vpc_id", "vpc_cidr", "subnets", "nat_gateway_ids", "endpoint_ids", "bastion", "secrets_key_arn",
+        "audit_log_group",
+    }
+)  # fmt: skip
 
 LineSink = Callable[[str], None]
 
@@ -332,7 +338,11 @@ def variables(spec: ClusterSpec, zones: tuple[str, ...], access: AwsAccess) -> d
         "bastion_enabled": spec.bastion.enabled,
         "bastion_allowed_cidrs": list(spec.bastion.allowed_cidrs),
         "bastion_instance_type": spec.bastion.instance_type,
+        "bastion_mode": spec.bastion.mode,
         "ssh_key_name": spec.ssh_key_name,
+        "flow_log_retention_days": spec.network.flow_log_retention_days,
+        "audit_log_retention_days": spec.control_plane.audit_log_retention_days,
+        "control_plane_role_name": CONTROL_PLANE_PROFILE,
         "tags": dict(spec.tags),
         "aws_endpoint": access.endpoint,
     }
@@ -364,6 +374,8 @@ def network_outputs(stack: terraform.Outputs) -> NetworkOutputs:
             bastion=None
             if bastion is None
             else Bastion(bastion["instance_id"], bastion["security_group_id"], bastion["public_ip"]),
+            secrets_key_arn=str(raw["secrets_key_arn"]),
+            audit_log_group=str(raw["audit_log_group"]),
             sensitive=tuple(sorted(stack.sensitive)),
         )
     except (KeyError, TypeError, AttributeError) as e:

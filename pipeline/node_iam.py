@@ -20,6 +20,7 @@ from pipeline import access as target_access
 from pipeline import aws, network, terraform
 from pipeline.config import Settings
 from pipeline.errors import TerraformError
+from pipeline.iam_names import CONTROL_PLANE_PROFILE, NODES_PROFILE
 
 STACK = "account"
 MODULE = "node-iam"
@@ -27,9 +28,6 @@ STATE_KEY = "account/node-iam.tfstate"
 # Not a cluster's work dir: cluster names start with a letter.
 WORK_DIR = "_account"
 VAR_FILE = "account.tfvars.json"
-# clusterawsadm's names, so machines find them where Cluster API's documentation says they are.
-CONTROL_PLANE_PROFILE = "control-plane.cluster-api-provider-aws.sigs.k8s.io"
-NODES_PROFILE = "nodes.cluster-api-provider-aws.sigs.k8s.io"
 # Runs that find the stack missing at the same time apply it in turn; the later ones plan nothing.
 _LOCK_TIMEOUT = "120s"
 

@@ -17,8 +17,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from pipeline import addons, yaml_docs
 from pipeline.errors import ManifestInvalid
+from pipeline.iam_names import CONTROL_PLANE_PROFILE, NODES_PROFILE
 from pipeline.model import Manifest, Manifests, NetworkOutputs
-from pipeline.node_iam import CONTROL_PLANE_PROFILE, NODES_PROFILE
 from pipeline.spec import LOOKUP_FORMAT, ClusterSpec, WorkerPool
 
 # Cloud-init expands this on the instance: the AWS cloud provider needs node

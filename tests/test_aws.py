@@ -39,6 +39,16 @@ def test_state_bucket_is_created_once_versioned_encrypted_and_private(access, mo
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     block = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
     assert all(block.values()) and len(block) == 4
+    # The local endpoint is plain HTTP, which the TLS-only policy would refuse: it gets none.
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=name)
+
+
+def test_the_state_bucket_policy_refuses_every_request_without_tls():
+    [statement] = aws.tls_only_policy("state")["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == ("Deny", "*", "s3:*")
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(statement["Resource"]) == {"arn:aws:s3:::state", "arn:aws:s3:::state/*"}
 
 
 def test_caller_identity_and_zones(access):

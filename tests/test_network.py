@@ -15,6 +15,7 @@ import pytest
 from pipeline import config, local_endpoint, machine_image, network, terraform
 from pipeline.errors import BadInput, SpecError, StateLocked
 from pipeline.spec import BastionSpec, ClusterSpec, ControlPlaneSpec, NetworkSpec, WorkerPool
+from tests.fixtures import account_roles
 
 REGION = "us-east-1"
 
@@ -37,6 +38,7 @@ def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str) ->
     monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("PIPELINE_AWS_ENDPOINT", endpoint)
     monkeypatch.setenv("PIPELINE_STATE_BUCKET", f"tfstate-{uuid.uuid4().hex[:12]}")
+    account_roles(endpoint)
     return config.load_settings(os.environ, tmp_path)
 
 

@@ -13,7 +13,7 @@ import boto3
 import pytest
 import yaml
 
-from pipeline import config, node_iam, render
+from pipeline import config, iam_names, node_iam, render
 from tests.fixtures import REPO_ROOT
 from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec
 
@@ -49,8 +49,8 @@ def test_the_account_stack_is_applied_once_and_makes_the_profiles_every_machine_
     assert built.applied
     iam = _client("iam", own_moto_endpoint)
     for profile, policies in (
-        (built.control_plane_profile, {node_iam.CONTROL_PLANE_PROFILE, node_iam.NODES_PROFILE}),
-        (built.nodes_profile, {node_iam.NODES_PROFILE}),
+        (built.control_plane_profile, {iam_names.CONTROL_PLANE_PROFILE, iam_names.NODES_PROFILE}),
+        (built.nodes_profile, {iam_names.NODES_PROFILE}),
     ):
         roles = iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]
         assert [role["RoleName"] for role in roles] == [profile]

@@ -85,7 +85,9 @@ def _planned_with_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _put_on_main(settings: config.Settings, signer, spec_path: Path, name: str) -> None:
     cluster = spec.parse(spec_source.read(spec_path.read_text(), str(spec_path)), name)
-    manifests = render.render(cluster, sample_outputs(cluster.vpc_cidr), settings.templates_dir, fleet.LOCAL_MANAGEMENT_CIDRS)
+    manifests = render.render(
+        cluster, sample_outputs(cluster.vpc_cidr), settings.templates_dir, fleet.LOCAL_MANAGEMENT_CIDRS
+    )
     with git.clone(settings.fleet) as checkout:
         git.switch(checkout, fleet.MAIN, git.upstream(fleet.MAIN))
         git.write_files(checkout, {m.path: m.content for m in manifests.files})

@@ -14,7 +14,7 @@ resource "aws_security_group" "bastion" {
   count = var.enabled ? 1 : 0
 
   name        = "${var.cluster_name}-bastion"
-  description = "SSH to the bastion from the allowed CIDRs only"
+  description = var.mode == "ssh" ? "SSH to the bastion from the allowed CIDRs only" : "No ingress: Session Manager only"
   vpc_id      = var.vpc_id
 
   tags = {
@@ -24,7 +24,7 @@ resource "aws_security_group" "bastion" {
 
 # Separate rules rather than inline blocks so a changed CIDR list replaces only its rule.
 resource "aws_vpc_security_group_ingress_rule" "ssh" {
-  for_each = var.enabled ? toset(var.allowed_cidrs) : toset([])
+  for_each = var.enabled && var.mode == "ssh" ? toset(var.allowed_cidrs) : toset([])
 
   security_group_id = aws_security_group.bastion[0].id
   description       = "SSH"
@@ -50,7 +50,8 @@ resource "aws_instance" "bastion" {
   instance_type          = var.instance_type
   subnet_id              = var.subnet_id
   vpc_security_group_ids = [aws_security_group.bastion[0].id]
-  key_name               = var.key_name == "" ? null : var.key_name
+  key_name               = var.key_name == "" || var.mode == "ssm" ? null : var.key_name
+  iam_instance_profile   = var.mode == "ssm" ? aws_iam_instance_profile.ssm[0].name : null
 
   metadata_options {
     http_endpoint = "enabled"
@@ -85,3 +86,34 @@ resource "aws_eip" "bastion" {
     Name = "${var.cluster_name}-bastion"
   }
 }
+
+# Session Manager instead of SSH: the agent on the instance calls out, nothing calls in.
+resource "aws_iam_role" "ssm" {
+  count = var.enabled && var.mode == "ssm" ? 1 : 0
+
+  name = "${var.cluster_name}-bastion-ssm"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Action    = "sts:AssumeRole"
+      Principal = { Service = "ec2.amazonaws.com" }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy_attachment" "ssm" {
+  count = var.enabled && var.mode == "ssm" ? 1 : 0
+
+  role       = aws_iam_role.ssm[0].name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_instance_profile" "ssm" {
+  count = var.enabled && var.mode == "ssm" ? 1 : 0
+
+  name = "${var.cluster_name}-bastion-ssm"
+  role = aws_iam_role.ssm[0].name
+}
+
+data "aws_partition" "current" {}

@@ -37,3 +37,9 @@ variable "key_name" {
   type        = string
   default     = ""
 }
+
+variable "mode" {
+  description = "\"ssh\": port 22 from allowed_cidrs; \"ssm\": Session Manager only, no ingress at all."
+  type        = string
+  default     = "ssh"
+}

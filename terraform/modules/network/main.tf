@@ -23,6 +23,60 @@ resource "aws_vpc" "this" {
   }
 }
 
+# AWS's default group admits everything from its members and sends anywhere; managed empty, it does neither,
+# so nothing ever lands in it by accident.
+resource "aws_default_security_group" "this" {
+  vpc_id = aws_vpc.this.id
+
+  tags = {
+    Name = "${var.cluster_name}-default-closed"
+  }
+}
+
+# Every accepted and rejected flow, kept for the retention the spec sets.
+resource "aws_flow_log" "this" {
+  vpc_id               = aws_vpc.this.id
+  traffic_type         = "ALL"
+  log_destination_type = "cloud-watch-logs"
+  log_destination      = aws_cloudwatch_log_group.flow_logs.arn
+  iam_role_arn         = aws_iam_role.flow_logs.arn
+
+  tags = {
+    Name = "${var.cluster_name}-flow-logs"
+  }
+}
+
+resource "aws_cloudwatch_log_group" "flow_logs" {
+  name              = "/fleet-pipeline/${var.cluster_name}/vpc-flow-logs"
+  retention_in_days = var.flow_log_retention_days
+  kms_key_id        = var.logs_kms_key_arn
+}
+
+resource "aws_iam_role" "flow_logs" {
+  name = "${var.cluster_name}-vpc-flow-logs"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Action    = "sts:AssumeRole"
+      Principal = { Service = "vpc-flow-logs.amazonaws.com" }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "flow_logs" {
+  name = "deliver-to-its-log-group"
+  role = aws_iam_role.flow_logs.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+      Resource = ["${aws_cloudwatch_log_group.flow_logs.arn}:*"]
+    }]
+  })
+}
+
 resource "aws_internet_gateway" "this" {
   vpc_id = aws_vpc.this.id
 
@@ -92,7 +146,8 @@ resource "aws_route_table" "public" {
   }
 
   tags = {
-    Name = "${var.cluster_name}-public"
+    Name                = "${var.cluster_name}-public"
+    (local.cluster_tag) = "shared"
   }
 }
 
@@ -114,7 +169,8 @@ resource "aws_route_table" "private" {
   }
 
   tags = {
-    Name = "${var.cluster_name}-private-${each.key}"
+    Name                = "${var.cluster_name}-private-${each.key}"
+    (local.cluster_tag) = "shared"
   }
 }
 

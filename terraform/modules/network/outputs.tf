@@ -39,3 +39,7 @@ output "endpoint_ids" {
     { for name, ep in aws_vpc_endpoint.interface : name => ep.id },
   )
 }
+
+output "flow_log_id" {
+  value = aws_flow_log.this.id
+}

@@ -39,3 +39,14 @@ variable "endpoints" {
   type        = list(string)
   default     = []
 }
+
+variable "flow_log_retention_days" {
+  description = "Days CloudWatch Logs keeps the VPC's flow logs."
+  type        = number
+  default     = 365
+}
+
+variable "logs_kms_key_arn" {
+  description = "The KMS key that encrypts the flow logs' log group."
+  type        = string
+}

@@ -25,6 +25,9 @@ resource "aws_iam_role" "nodes" {
 }
 
 resource "aws_iam_policy" "control_plane" {
+  #checkov:skip=CKV_AWS_289:the resources are made later by the cluster (instances, volumes, load balancers) so their ids are unknown here; the actions are CAPA's documented set
+  #checkov:skip=CKV_AWS_290:the resources are made later by the cluster (instances, volumes, load balancers) so their ids are unknown here; the actions are CAPA's documented set
+  #checkov:skip=CKV_AWS_355:the resources are made later by the cluster (instances, volumes, load balancers) so their ids are unknown here; the actions are CAPA's documented set
   name        = var.control_plane_name
   description = "For the AWS cloud-controller-manager on control-plane nodes"
   policy = jsonencode({
@@ -95,6 +98,8 @@ resource "aws_iam_policy" "control_plane" {
 }
 
 resource "aws_iam_policy" "nodes" {
+  #checkov:skip=CKV_AWS_290:the resources are made later by the cluster (instances, volumes, load balancers) so their ids are unknown here; the actions are CAPA's documented set
+  #checkov:skip=CKV_AWS_355:the resources are made later by the cluster (instances, volumes, load balancers) so their ids are unknown here; the actions are CAPA's documented set
   name        = var.nodes_name
   description = "For the kubelet and image pulls on every node"
   policy = jsonencode({
@@ -143,6 +148,8 @@ resource "aws_iam_policy" "nodes" {
 }
 
 resource "aws_iam_policy" "ebs_csi" {
+  #checkov:skip=CKV_AWS_290:the resources are made later by the cluster (instances, volumes, load balancers) so their ids are unknown here; the actions are CAPA's documented set
+  #checkov:skip=CKV_AWS_355:the resources are made later by the cluster (instances, volumes, load balancers) so their ids are unknown here; the actions are CAPA's documented set
   name        = "ebs-csi.${var.control_plane_name}"
   description = "For the EBS CSI controller, which runs on control-plane nodes"
   policy = jsonencode({

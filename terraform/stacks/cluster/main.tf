@@ -17,9 +17,12 @@ provider "aws" {
   s3_use_path_style           = local.local_endpoint
 
   endpoints {
-    ec2 = var.aws_endpoint
-    s3  = var.aws_endpoint
-    sts = var.aws_endpoint
+    ec2  = var.aws_endpoint
+    iam  = var.aws_endpoint
+    kms  = var.aws_endpoint
+    logs = var.aws_endpoint
+    s3   = var.aws_endpoint
+    sts  = var.aws_endpoint
   }
 
   default_tags {
@@ -35,6 +38,9 @@ module "network" {
   zones        = var.zones
   nat_gateways = var.nat_gateways
   endpoints    = var.endpoints
+
+  flow_log_retention_days = var.flow_log_retention_days
+  logs_kms_key_arn        = aws_kms_key.logs.arn
 }
 
 module "bastion" {
@@ -47,4 +53,5 @@ module "bastion" {
   allowed_cidrs = var.bastion_allowed_cidrs
   instance_type = var.bastion_instance_type
   key_name      = var.ssh_key_name
+  mode          = var.bastion_mode
 }

@@ -25,3 +25,16 @@ output "endpoint_ids" {
 output "bastion" {
   value = module.bastion.bastion
 }
+
+output "secrets_key_arn" {
+  description = "The KMS key of the cluster's Secrets: an identifier, no key material."
+  value       = aws_kms_key.secrets.arn
+}
+
+output "audit_log_group" {
+  value = aws_cloudwatch_log_group.audit.name
+}
+
+output "flow_log_id" {
+  value = module.network.flow_log_id
+}

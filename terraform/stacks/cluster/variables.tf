@@ -45,6 +45,32 @@ variable "bastion_instance_type" {
   default = "t3.micro"
 }
 
+variable "bastion_mode" {
+  description = "\"ssh\": port 22 from bastion_allowed_cidrs; \"ssm\": Session Manager only, no port open."
+  type        = string
+  default     = "ssh"
+
+  validation {
+    condition     = contains(["ssh", "ssm"], var.bastion_mode)
+    error_message = "bastion_mode must be \"ssh\" or \"ssm\"."
+  }
+}
+
+variable "flow_log_retention_days" {
+  type    = number
+  default = 365
+}
+
+variable "audit_log_retention_days" {
+  type    = number
+  default = 365
+}
+
+variable "control_plane_role_name" {
+  description = "The account's control-plane IAM role (the account stack's), the only one that may use the Secrets key."
+  type        = string
+}
+
 variable "ssh_key_name" {
   type    = string
   default = ""
