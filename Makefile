@@ -21,6 +21,12 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The IaC analyser in a venv of its own: it pins dependencies (boto3 among them) that the project's need not share.
+CHECKOV := .venv-checkov/bin/checkov
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet 'checkov==3.3.30'
+
 demo: $(VENV)/.local
 	$(BIN)/python -m pipeline new-cluster $(CLUSTER)
 
@@ -29,7 +35,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(CHECKOV)
 	$(BIN)/pytest -n auto --dist worksteal --reliability-report=build/reliability.json
 	$(BIN)/python scripts/reliability_report.py build/reliability.json docs/RELIABILITY.md
 
@@ -38,4 +44,4 @@ bench-smoke: $(VENV)/.dev
 	$(BIN)/python -m bench --smoke --json build/bench-smoke.json
 
 clean:
-	rm -rf $(VENV) .pipeline fleet.git
+	rm -rf $(VENV) .venv-checkov .pipeline fleet.git

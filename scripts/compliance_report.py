@@ -28,20 +28,38 @@ TESTS = {
         "tests/test_policy.py::test_a_network_that_keeps_every_rule_passes",
     ),
 }
+# Held by the pipeline's own code and workflows rather than by a rule on a cluster: (control, what, where, test).
+OUTSIDE_THE_RULES = (
+    ("SC-8", "the state bucket refuses every request without TLS (on an HTTPS endpoint; the local one is plain HTTP)",
+     "pipeline/aws.py (ensure_state_bucket)",
+     "tests/test_aws.py::test_the_state_bucket_policy_refuses_every_request_without_tls"),
+    ("SC-12", "the Secrets key rotates and its policy lets only the control-plane role use it",
+     "terraform/stacks/cluster/security.tf",
+     "tests/test_terraform_security.py::test_checkov_finds_nothing_on_the_terraform_stacks"),
+    ("SR-3", "every action of the workflows and of the fleet's verify.yml is pinned to a commit id",
+     ".github/workflows/, templates/fleet/verify.yml",
+     "tests/test_workflows.py::test_the_actions_security_analyser_finds_nothing_in_any_workflow"),
+    ("AC-6", "each workflow job's token has only the permissions it uses; no checkout keeps its credentials",
+     ".github/workflows/, templates/fleet/verify.yml",
+     "tests/test_workflows.py::test_the_actions_security_analyser_finds_nothing_in_any_workflow"),
+)  # fmt: skip
 JOURNEY = (
     "features/ready.feature (step: the cluster keeps the security baseline, on the AWS endpoint and in its manifests)"
 )
 _SKIP = re.compile(r"#\s*checkov:skip=(?P<id>[A-Z0-9_]+):(?P<reason>.+)")
+_RESOURCE = re.compile(r'^resource "(?P<type>[\w-]+)" "(?P<name>[\w-]+)"')
 
 
 def skips() -> list[tuple[str, str, str]]:
-    """(file, check id, reason) of every deliberate deviation in the Terraform stacks."""
+    """(file and resource, check id, reason) of every deliberate deviation in the Terraform stacks."""
     found = []
     for path in sorted((ROOT / "terraform").rglob("*.tf")):
+        resource = ""
         for line in path.read_text(encoding="utf-8").splitlines():
-            match = _SKIP.search(line)
-            if match:
-                found.append((str(path.relative_to(ROOT)), match["id"], match["reason"].strip()))
+            if opened := _RESOURCE.match(line):
+                resource = f"{opened['type']}.{opened['name']}"
+            if match := _SKIP.search(line):
+                found.append((f"{path.relative_to(ROOT)} {resource}", match["id"], match["reason"].strip()))
     return found
 
 
@@ -65,6 +83,14 @@ def report() -> str:
         lines.append(f"| {rule.control} | `{rule.id}` | {rule.reason} | `{rule.where}` | `{refused}`, `{passing}` |")
     lines += [
         "",
+        "## Held outside the rules",
+        "",
+        "| Control | What holds | Enforced in | Shown by |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {control} | {what} | `{where}` | `{test}` |" for control, what, where, test in OUTSIDE_THE_RULES]
+    lines += [
+        "",
         f"On the local target the whole baseline is asserted end to end by {JOURNEY}.",
         "",
         "## Deliberate deviations from the IaC analyser's checks",
@@ -72,7 +98,7 @@ def report() -> str:
         "`tests/test_terraform_security.py` runs checkov on `terraform/`; it must find nothing. Where a check does",
         "not fit, the resource says so inline, and the reason is listed here:",
         "",
-        "| File | Check | Why |",
+        "| Resource | Check | Why |",
         "|---|---|---|",
     ]
     lines += [f"| `{file}` | {check} | {reason} |" for file, check, reason in skips()] or ["| (none) | | |"]
