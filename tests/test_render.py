@@ -78,6 +78,19 @@ def test_awscluster_brings_the_terraform_network_by_id_only():
     assert awscluster["spec"]["additionalTags"] == {"cost-center": "42", "team": "platform"}
 
 
+def test_an_internal_api_load_balancer_sits_in_the_private_subnets():
+    spec = sample_spec().model_copy(
+        update={"api_server": sample_spec().api_server.model_copy(update={"internal": True})}
+    )
+
+    lb = by_kind(render(spec, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS), "AWSCluster")[0]["spec"][
+        "controlPlaneLoadBalancer"
+    ]
+
+    assert lb["scheme"] == "internal"
+    assert lb["subnets"] == [s.id for s in sample_outputs().subnets if not s.public]
+
+
 def test_without_public_subnets_the_api_load_balancer_is_internal():
     outputs = sample_outputs()
     private_only = dataclasses.replace(outputs, subnets=tuple(s for s in outputs.subnets if not s.public))

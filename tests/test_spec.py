@@ -196,6 +196,11 @@ BAD: list[tuple[str, str, Any, str]] = [
     ("image-ami-region-not-a-region", "image", {"ami": {"moon-1": "ami-0123456789abcdef0"}}, "image.ami.moon-1"),
     ("image-lookup-org-not-an-account", "image", {"lookup": {"org": "capa"}}, "image.lookup.org"),
     ("image-lookup-without-org", "image", {"lookup": {"baseOS": "ubuntu-24.04"}}, "image.lookup.org"),
+    ("api-open", "apiServer", {"allowedCIDRs": ["0.0.0.0/0"]}, "apiServer.allowedCIDRs[0]"),
+    ("api-open-together", "apiServer", {"allowedCIDRs": ["0.0.0.0/1", "128.0.0.0/1"]}, "apiServer.allowedCIDRs"),
+    ("bastion-ssm-with-cidrs", "bastion", {"mode": "ssm", "allowedCIDRs": ["203.0.113.0/24"]}, "bastion.allowedCIDRs"),
+    ("retention-not-cloudwatch", "network", {"flowLogRetentionDays": 100}, "network.flowLogRetentionDays"),
+    ("pod-security-privileged", "podSecurity", {"enforce": "privileged"}, "podSecurity.enforce"),
 ]
 
 
