@@ -14,12 +14,10 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import boto3
 import pytest
 
 from pipeline import fleet, signing
 from pipeline.config import Settings, load_settings
-from pipeline.iam_names import CONTROL_PLANE_PROFILE
 from pipeline.signing import Signer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -209,15 +207,3 @@ def race(setup: str, action: str, argvs: Sequence[Sequence[str]]) -> list[subpro
         out, err = child.communicate(timeout=120)
         results.append(subprocess.CompletedProcess(list(argv), child.returncode, out, err))
     return results
-
-
-def account_roles(endpoint: str) -> None:
-    """The account's control-plane role, which the account stack makes before any network and the cluster stack
-    names in its Secrets key's policy; made here by hand for tests that provision a network alone."""
-    iam = boto3.client(
-        "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="x"
-    )
-    trust = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", '
-    trust += '"Principal": {"Service": "ec2.amazonaws.com"}}]}'
-    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
-        iam.create_role(RoleName=CONTROL_PLANE_PROFILE, AssumeRolePolicyDocument=trust)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline import aws, config, local_endpoint, network
+from pipeline import aws, config, local_endpoint, network, node_iam
 from pipeline.config import Settings
 from pipeline.errors import EXIT_BLOCKED, EXIT_FAILED, AwsThrottled, AwsUnavailable
 from pipeline.model import AwsAccess
@@ -344,6 +344,7 @@ def test_throttling_mid_apply_is_one_blocked_error_naming_the_call(proxy, tmp_pa
     monkeypatch.setenv("PIPELINE_AWS_ENDPOINT", proxy.url)
     settings = config.load_settings(os.environ, tmp_path)
     access = local_endpoint.ensure(settings, "us-east-1")
+    node_iam.ensure(settings)  # the account's roles, which the cluster's stack names, as in a run
     spec = sample_spec(f"thr-{os.getpid()}", cidr="10.44.0.0/16", bastion=BastionSpec(enabled=False))
     spec = spec.model_copy(update={"network": spec.network.model_copy(update={"zones": 1, "endpoints": ("s3",)})})
     proxy.fail(THROTTLING, always=True, action="CreateVpc")

@@ -12,10 +12,9 @@ from typing import Any
 import boto3
 import pytest
 
-from pipeline import config, local_endpoint, machine_image, network, terraform
+from pipeline import config, local_endpoint, machine_image, network, node_iam, terraform
 from pipeline.errors import BadInput, SpecError, StateLocked
 from pipeline.spec import BastionSpec, ClusterSpec, ControlPlaneSpec, NetworkSpec, WorkerPool
-from tests.fixtures import account_roles
 
 REGION = "us-east-1"
 
@@ -38,8 +37,10 @@ def _settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, endpoint: str) ->
     monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("PIPELINE_AWS_ENDPOINT", endpoint)
     monkeypatch.setenv("PIPELINE_STATE_BUCKET", f"tfstate-{uuid.uuid4().hex[:12]}")
-    account_roles(endpoint)
-    return config.load_settings(os.environ, tmp_path)
+    settings = config.load_settings(os.environ, tmp_path)
+    # The account's roles, which every cluster's stack names, come first, as in a run.
+    node_iam.ensure(settings)
+    return settings
 
 
 def _unique(prefix: str) -> str:
