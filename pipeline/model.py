@@ -82,6 +82,7 @@ class NetworkPlan:
     resources: tuple[tuple[str, str], ...]  # (address, add | change | destroy | replace), by address
     replaces_network: tuple[str, ...]  # aws_vpc / aws_subnet addresses the plan replaces or destroys
     outputs: NetworkOutputs | None  # the network as it is; None while the cluster has no state
+    planned: tuple[Mapping[str, Any], ...] = ()  # every resource as the plan leaves it; empty when nothing changes
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,7 @@ def plan(spec: ClusterSpec, access: AwsAccess, settings: Settings, on_line: Line
         resources=tuple((r.address, r.action) for r in saved.resources),
         replaces_network=tuple(r.address for r in _network_losses(saved.resources)),
         outputs=network_outputs(current) if current and current.values else None,
+        planned=saved.planned,
     )
 
 

@@ -8,7 +8,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline import access, allocation, fleet, network, pr_body, render, spec, spec_source
+from pipeline import (
+    access,
+    allocation,
+    fleet,
+    git,
+    network,
+    policy,
+    policy_exceptions,
+    pr_body,
+    render,
+    spec,
+    spec_source,
+)
 from pipeline.config import Settings
 from pipeline.model import NetworkPlan
 from pipeline.spec import ClusterSpec
@@ -26,6 +38,7 @@ class ClusterPlan:
     network: NetworkPlan
     files: tuple[tuple[str, str], ...] | None  # (path, added | changed | removed) against main; None: not rendered
     diff: str  # unified diff against main
+    policy: tuple[str, ...] = ()  # the policy's findings that no exception on main covers, one line each
 
     @property
     def changed(self) -> bool:
@@ -41,17 +54,29 @@ def plan_cluster(
         cluster = allocation.place(parsed, allocation.known_in(checkout, name))
         mine = {} if checkout is None else fleet.own_files(checkout, name)
         management = fleet.initial_management_cidrs(settings) if checkout is None else fleet.management_cidrs(checkout)
+        exceptions = (
+            ()
+            if checkout is None
+            else policy_exceptions.parse(git.read_file(checkout, fleet.MAIN, policy_exceptions.FILE))
+        )
     with source.pointing():
         planned = network.plan(cluster, access.for_target(settings, cluster.region), settings, on_line)
+    # The network rules judge the network as the plan leaves it; the manifest rules, the files it renders to.
+    found = policy.check_network(name, policy.plan_resources(planned.planned))
     if planned.outputs is None:
-        return ClusterPlan(cluster, planned, None, "")
-    files, diff = pr_body.manifest_diff(
-        mine,
-        render.render(
-            cluster, planned.outputs, settings.templates_dir, management, compiled=settings.compiled_templates
-        ),
+        return ClusterPlan(cluster, planned, None, "", _unexcepted(found, exceptions))
+    manifests = render.render(
+        cluster, planned.outputs, settings.templates_dir, management, compiled=settings.compiled_templates
     )
-    return ClusterPlan(cluster, planned, files, diff)
+    files, diff = pr_body.manifest_diff(mine, manifests)
+    found += policy.check_manifests(manifests)
+    return ClusterPlan(cluster, planned, files, diff, _unexcepted(found, exceptions))
+
+
+def _unexcepted(
+    found: list[policy.Finding], exceptions: tuple[policy_exceptions.PolicyException, ...]
+) -> tuple[str, ...]:
+    return tuple(str(f) for f in policy_exceptions.judge(found, exceptions, policy_exceptions.today()).findings)
 
 
 def to_text(plan: ClusterPlan) -> str:
@@ -68,6 +93,7 @@ def to_text(plan: ClusterPlan) -> str:
         lines.append(f"Manifests: {len(plan.files)} files differ from main")
         lines += [f"  {status:<8} {path}" for path, status in plan.files]
         lines += ["", plan.diff.rstrip("\n")]
+    lines += ["", _policy_line(plan), *(f"  {finding}" for finding in plan.policy)]
     lines += ["", _verdict(plan)]
     return "\n".join(lines) + "\n"
 
@@ -89,8 +115,15 @@ def to_markdown(plan: ClusterPlan, limit: int = pr_body.MAX_BODY) -> str:
         lines.append("Identical to main.")
     else:
         lines += ["| File | Change |", "|---|---|", *(f"| `{p}` | {s} |" for p, s in plan.files)]
+    lines += ["", "### Policy", "", _policy_line(plan), *(f"- {finding}" for finding in plan.policy)]
     head = "\n".join(lines) + "\n"
     return head + _diff_block(plan.diff, limit - len(head))
+
+
+def _policy_line(plan: ClusterPlan) -> str:
+    if plan.policy:
+        return f"Policy: {len(plan.policy)} findings; new-cluster would refuse them:"
+    return f"Policy: every rule that applies holds ({len(policy.RULES)} rules; `verify --explain` lists them)."
 
 
 def _heading(cluster: ClusterSpec) -> str:

@@ -144,6 +144,11 @@ def state_resources(resources: Iterable[Mapping[str, Any]]) -> list[Resource]:
     return found
 
 
+def plan_resources(planned: Iterable[Mapping[str, Any]]) -> list[Resource]:
+    """The resources of a Terraform plan as it would leave them (terraform.planned_resources)."""
+    return [Resource(r["type"], r["address"], r["values"]) for r in planned]
+
+
 def explain() -> list[str]:
     """One line per rule, for `verify --explain`."""
     return [f"{rule.id}  {rule.control}  [{rule.checks}]  {rule.reason}" for rule in RULES]
@@ -328,13 +333,14 @@ def _of_type(resources: Resources, kind: str) -> list[Resource]:
 
 
 def _flow_logs(resources: Resources) -> Iterator[str]:
-    vpcs = {r.attributes.get("id") for r in _of_type(resources, "aws_vpc")}
-    logged = {
-        r.attributes.get("vpc_id")
-        for r in _of_type(resources, "aws_flow_log")
-        if r.attributes.get("traffic_type") == "ALL"
-    }
-    for vpc in sorted(v for v in vpcs - logged if v):
+    vpcs = _of_type(resources, "aws_vpc")
+    flows = [r for r in _of_type(resources, "aws_flow_log") if r.attributes.get("traffic_type") == "ALL"]
+    if vpcs and not flows:
+        yield "the VPC has no flow log of all traffic"
+        return
+    # A plan knows no ids yet; the state names each VPC and what it logs.
+    logged = {r.attributes.get("vpc_id") for r in flows}
+    for vpc in sorted(str(v) for r in vpcs if (v := r.attributes.get("id")) and v not in logged):
         yield f"VPC {vpc} has no flow log of all traffic"
 
 

@@ -87,6 +87,8 @@ class Plan:
     changed: bool  # also true when only outputs change, which still needs an apply
     file: Path
     resources: tuple[ResourceChange, ...]  # every resource the plan touches, by address
+    # Every managed resource as the plan leaves it ({type, address, values}); empty when nothing changes.
+    planned: tuple[Mapping[str, Any], ...] = ()
 
 
 def find_mirror(settings: Settings) -> Path | None:
@@ -256,7 +258,22 @@ def plan(
         # No changes at all (-detailed-exitcode): nothing for `show -json` to describe.
         return Plan(PlanSummary(0, 0, 0), changed=False, file=ws.plan_file, resources=())
     shown = json.loads(_run(ws, "show", None, str(ws.plan_file), json=IsFlagged).stdout)
-    return Plan(summary_of(shown), changed=True, file=ws.plan_file, resources=resource_changes(shown))
+    return Plan(
+        summary_of(shown),
+        changed=True,
+        file=ws.plan_file,
+        resources=resource_changes(shown),
+        planned=tuple(planned_resources(shown.get("planned_values", {}).get("root_module", {}))),
+    )
+
+
+def planned_resources(module: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The managed resources of a plan's planned_values module and of every module below it."""
+    for resource in module.get("resources") or []:
+        if resource.get("mode") == "managed":
+            yield {"type": resource["type"], "address": resource["address"], "values": resource.get("values") or {}}
+    for child in module.get("child_modules") or []:
+        yield from planned_resources(child)
 
 
 def summary_of(plan_json: Mapping[str, Any]) -> PlanSummary:

@@ -65,6 +65,8 @@ def test_a_new_cluster_plans_against_empty_state_and_creates_nothing(tmp_path, p
     out = capsys.readouterr().out
     assert "    + module.network.aws_vpc.this\n" in out
     assert "Manifests: rendered once the network exists" in out
+    # The network rules judge the plan before anything exists; the manifest rules wait for the files.
+    assert "Policy: every rule that applies holds" in out
     s3 = boto3.client(
         "s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
     )

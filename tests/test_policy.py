@@ -314,3 +314,13 @@ def test_explain_lists_every_rule_with_its_control():
     lines = policy.explain()
     assert len(lines) == len(policy.RULES)
     assert "controlplane.secrets-kms  SC-28  [manifests]" in "\n".join(lines)
+
+
+def test_a_plan_is_judged_as_it_would_leave_the_network_before_any_id_is_known():
+    vpc = {"type": "aws_vpc", "address": "module.network.aws_vpc.this", "values": {"cidr_block": "10.0.0.0/16"}}
+    flow = {"type": "aws_flow_log", "address": "module.network.aws_flow_log.this", "values": {"traffic_type": "ALL"}}
+    closed = {"type": "aws_default_security_group", "address": "d", "values": {"ingress": [], "egress": []}}
+
+    without = policy.check_network("demo", policy.plan_resources([vpc, closed]))
+    assert [f.rule.id for f in without] == ["network.flow-logs"]
+    assert policy.check_network("demo", policy.plan_resources([vpc, flow, closed])) == []

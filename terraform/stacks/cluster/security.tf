@@ -5,13 +5,11 @@ data "aws_caller_identity" "current" {}
 
 data "aws_partition" "current" {}
 
-data "aws_iam_role" "control_plane" {
-  name = var.control_plane_role_name
-}
-
 locals {
   account_root = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"
-  log_groups   = "arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:/fleet-pipeline/${var.cluster_name}/*"
+  # Named, not looked up: a plan of an account's first cluster runs before the account stack made the role.
+  control_plane_role = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/${var.control_plane_role_name}"
+  log_groups         = "arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:/fleet-pipeline/${var.cluster_name}/*"
   # The account administers its keys (the only way to mend a key policy) but uses neither.
   key_administration = {
     Sid       = "AccountAdministersTheKey"
@@ -37,7 +35,7 @@ resource "aws_kms_key" "secrets" {
       {
         Sid       = "OnlyTheControlPlaneUsesIt"
         Effect    = "Allow"
-        Principal = { AWS = data.aws_iam_role.control_plane.arn }
+        Principal = { AWS = local.control_plane_role }
         Action    = ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"]
         Resource  = "*"
       },
@@ -80,7 +78,7 @@ resource "aws_cloudwatch_log_group" "audit" {
 # what its own control plane needs of its own resources.
 resource "aws_iam_role_policy" "control_plane" {
   name = "fleet-pipeline-${var.cluster_name}"
-  role = data.aws_iam_role.control_plane.name
+  role = var.control_plane_role_name
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
