@@ -346,10 +346,11 @@ def _flow_logs(resources: Resources) -> Iterator[str]:
 
 def _default_sg_closed(resources: Resources) -> Iterator[str]:
     groups = _of_type(resources, "aws_default_security_group")
-    if not groups:
+    if _of_type(resources, "aws_vpc") and not groups:
         yield "the VPC's default security group keeps AWS's allow-all rules: manage it with no rules"
     for group in groups:
-        if group.attributes.get("ingress") or group.attributes.get("egress"):
+        # A list of rules; in a plan, rules left out of the configuration are known only after apply.
+        if any(isinstance(group.attributes.get(way), list) and group.attributes[way] for way in ("ingress", "egress")):
             yield f"{group.address} has rules: empty it"
 
 

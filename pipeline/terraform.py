@@ -81,6 +81,9 @@ class ResourceChange:
     tainted: bool = False
 
 
+KNOWN_AFTER_APPLY = "(known after apply)"
+
+
 @dataclass(frozen=True)
 class Plan:
     summary: PlanSummary
@@ -263,17 +266,21 @@ def plan(
         changed=True,
         file=ws.plan_file,
         resources=resource_changes(shown),
-        planned=tuple(planned_resources(shown.get("planned_values", {}).get("root_module", {}))),
+        planned=tuple(planned_resources(shown)),
     )
 
 
-def planned_resources(module: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The managed resources of a plan's planned_values module and of every module below it."""
-    for resource in module.get("resources") or []:
-        if resource.get("mode") == "managed":
-            yield {"type": resource["type"], "address": resource["address"], "values": resource.get("values") or {}}
-    for child in module.get("child_modules") or []:
-        yield from planned_resources(child)
+def planned_resources(plan_json: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Every managed resource the plan keeps or makes, with its values after the plan; a value known only
+    after apply (an id, an ARN) is there as KNOWN_AFTER_APPLY rather than missing."""
+    for rc in plan_json.get("resource_changes") or []:
+        change = rc.get("change") or {}
+        if rc.get("mode") != "managed" or change.get("actions") == ["delete"]:
+            continue
+        values = dict(change.get("after") or {})
+        unknown = change.get("after_unknown") or {}
+        values.update({key: KNOWN_AFTER_APPLY for key, is_unknown in unknown.items() if is_unknown is True})
+        yield {"type": rc["type"], "address": rc["address"], "values": values}
 
 
 def summary_of(plan_json: Mapping[str, Any]) -> PlanSummary:

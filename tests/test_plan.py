@@ -103,7 +103,9 @@ def test_an_existing_cluster_is_diffed_against_main(tmp_path, plan_settings, fle
     _put_on_main(plan_settings, fleet_signer, _spec_file(tmp_path, "demo"), "demo")
 
     assert _run("demo", _spec_file(tmp_path, "demo"), plan_settings) == EXIT_OK
-    assert "Manifests: identical to main\n\nNo changes.\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Manifests: identical to main\n\nPolicy: every rule that applies holds" in out
+    assert out.endswith("\n\nNo changes.\n")
 
     assert _run("demo", _spec_file(tmp_path, "demo", replicas=3), plan_settings, markdown=True) == EXIT_CHANGES
     out = capsys.readouterr().out
