@@ -53,9 +53,9 @@ def parse(text: str | None) -> tuple[PolicyException, ...]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise FleetFileInvalid(f"{FILE} is not YAML: {' '.join(str(err).split())}") from None
-    entries = (data or {}).get("exceptions") if isinstance(data, Mapping) or data is None else None
-    if entries is None:
-        entries = []
+    if data is not None and not isinstance(data, Mapping):
+        raise FleetFileInvalid(f"{FILE}: is not a mapping; give exceptions: [{{rule, cluster, reason, expires}}]")
+    entries = (data or {}).get("exceptions") or []
     if not isinstance(entries, list):
         raise FleetFileInvalid(f"{FILE}: exceptions must be a list of {{rule, cluster, reason, expires}}")
     return tuple(_entry(index, entry) for index, entry in enumerate(entries))

@@ -282,6 +282,17 @@ def test_an_exception_without_a_reason_an_expiry_or_a_cluster_is_refused_naming_
     assert str(caught.value) == message
 
 
+def test_an_exceptions_file_that_is_not_a_mapping_is_refused():
+    with pytest.raises(FleetFileInvalid, match=r"policy-exceptions\.yaml: is not a mapping"):
+        policy_exceptions.parse("- rule: api.ingress-limited\n")
+
+
+def test_no_file_and_an_empty_one_except_nothing():
+    assert (
+        policy_exceptions.parse(None) == () == policy_exceptions.parse("") == policy_exceptions.parse("exceptions:\n")
+    )
+
+
 def test_an_exception_for_a_rule_that_does_not_exist_is_refused():
     with pytest.raises(FleetFileInvalid, match=r"exceptions\[0\]\.rule: 'api.open' is not a rule; `verify --explain`"):
         policy_exceptions.parse(exceptions_file({**EXCEPTION, "rule": "api.open"}))
