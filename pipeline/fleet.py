@@ -161,7 +161,8 @@ def management_cidrs(checkout: git.Checkout, ref: str = MAIN) -> tuple[str, ...]
         data = yaml.safe_load(text) if text is not None else None
     except yaml.YAMLError as err:
         raise FleetFileInvalid(f"{SETTINGS_FILE} is not YAML: {' '.join(str(err).split())}") from None
-    listed = data.get("managementCluster", {}).get("egressCIDRs") if isinstance(data, dict) else None
+    management = data.get("managementCluster") if isinstance(data, dict) else None
+    listed = management.get("egressCIDRs") if isinstance(management, dict) else None
     if not listed or not isinstance(listed, list):
         raise FleetFileInvalid(f"{SETTINGS_FILE}: no managementCluster.egressCIDRs; {fix}")
     for index, cidr in enumerate(listed):

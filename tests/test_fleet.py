@@ -168,6 +168,7 @@ def test_a_new_local_fleet_admits_this_machine_as_its_management_cluster(setting
     [
         (None, "fleet.yaml: no managementCluster.egressCIDRs; list the management cluster's egress addresses"),
         ("managementCluster:\n  egressCIDRs: []\n", "fleet.yaml: no managementCluster.egressCIDRs; list"),
+        ("managementCluster: 10.0.0.0/8\n", "fleet.yaml: no managementCluster.egressCIDRs; list"),
         (
             "managementCluster:\n  egressCIDRs: [10.0.0.0/33]\n",
             "fleet.yaml managementCluster.egressCIDRs[0]: '10.0.0.0/33' is not an IPv4 CIDR",
