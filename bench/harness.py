@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline import local_endpoint
 from pipeline.config import load_settings
+from pipeline.model import AwsAccess
 
 REPO = Path(__file__).resolve().parent.parent
 _STAGE_DONE = re.compile(r"^\s+(\w+) done in ([0-9.]+)s$")
@@ -23,12 +24,22 @@ _STAGE_DONE = re.compile(r"^\s+(\w+) done in ([0-9.]+)s$")
 
 @contextlib.contextmanager
 def moto_server(root: Path) -> Iterator[str]:
-    """A fresh local AWS endpoint of its own, started and stopped as `pipeline local up/down` do."""
+    """A fresh local AWS endpoint of its own, started and stopped as `pipeline local up/down` do.
+
+    Its CA is this process's AWS_CA_BUNDLE meanwhile, as a user pointing PIPELINE_AWS_ENDPOINT at it would set.
+    """
     settings = load_settings({"PIPELINE_STATE_DIR": str(root)}, root)
+    before = os.environ.get(AwsAccess.CA_BUNDLE)
     try:
-        yield local_endpoint.up(settings).url
+        endpoint = local_endpoint.up(settings)
+        os.environ[AwsAccess.CA_BUNDLE] = str(endpoint.ca_bundle)
+        yield endpoint.url
     finally:
         local_endpoint.down(settings)
+        if before is None:
+            os.environ.pop(AwsAccess.CA_BUNDLE, None)
+        else:
+            os.environ[AwsAccess.CA_BUNDLE] = before
 
 
 @dataclass(frozen=True)

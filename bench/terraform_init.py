@@ -13,15 +13,12 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
+from bench.harness import moto_server
 from pipeline import aws, network, terraform
 from pipeline.config import load_settings
 from pipeline.model import AwsAccess
@@ -45,22 +42,7 @@ def data_dir_bytes(path: Path) -> int:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        moto = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            endpoint = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(endpoint, timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.2)
+        with moto_server(root / "endpoint") as endpoint:
             env = {
                 **os.environ,
                 "PIPELINE_STATE_DIR": str(root / "state"),
@@ -94,10 +76,7 @@ def main() -> None:
                     result[f"{label}_data_dir_bytes"] / result["baseline_data_dir_bytes"], 6
                 )
             print(json.dumps(result, sort_keys=True))
-        finally:
-            moto.terminate()
-            moto.wait()
-            shutil.rmtree(root / "cache", ignore_errors=True)
+        shutil.rmtree(root / "cache", ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import yaml
 from pytest_bdd import given, parsers, scenarios, then, when
 
-from features.conftest import World, ec2, iam, spec_path
-from pipeline import addons, fleet
+from features.conftest import STATE_BUCKET, World, ec2, iam, s3, spec_path
+from pipeline import addons, aws, fleet, network
 from pipeline.errors import EXIT_BAD_INPUT
 
 scenarios("ready.feature")
@@ -141,13 +142,17 @@ def health_reported(world: World) -> None:
 @then("the cluster keeps the security baseline, on the AWS endpoint and in its manifests on main")
 def security_baseline(world: World) -> None:
     vpc = _kind(world, "main", "ready", "AWSCluster")[0]["spec"]["network"]["vpc"]["id"]
-    network = ec2(world)
-    flows = network.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc]}])["FlowLogs"]
+    endpoint = ec2(world)
+    flows = endpoint.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc]}])["FlowLogs"]
     assert [f["TrafficType"] for f in flows] == ["ALL"]
-    [default] = network.describe_security_groups(
+    [default] = endpoint.describe_security_groups(
         Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": ["default"]}]
     )["SecurityGroups"]
     assert (default["IpPermissions"], default["IpPermissionsEgress"]) == ([], [])
+    # The state this cluster's network lives in is served over TLS only, and was written through that policy.
+    bucket = s3(world)
+    assert json.loads(bucket.get_bucket_policy(Bucket=STATE_BUCKET)["Policy"]) == aws.tls_only_policy(STATE_BUCKET)
+    assert bucket.head_object(Bucket=STATE_BUCKET, Key=network.state_key("ready"))["ContentLength"] > 0
     for template in _kind(world, "main", "ready", "AWSMachineTemplate"):
         machine = template["spec"]["template"]["spec"]
         assert machine["instanceMetadataOptions"]["httpTokens"] == "required"

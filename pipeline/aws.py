@@ -165,7 +165,7 @@ def ensure_state_bucket(access: AwsAccess, name: str) -> bool:
                 "RestrictPublicBuckets": True,
             },
         )
-    # An endpoint served over plain HTTP (the local target's) would refuse its own state under this policy.
+    # Over a plain-HTTP endpoint (PIPELINE_AWS_ENDPOINT may name one) the policy would refuse Terraform's own state.
     if access.endpoint is None or access.endpoint.startswith("https://"):
         with _translated("s3:PutBucketPolicy", name, "allow s3:PutBucketPolicy on the bucket"):
             s3.put_bucket_policy(Bucket=name, Policy=json.dumps(tls_only_policy(name), sort_keys=True))
@@ -319,6 +319,8 @@ def _client(access: AwsAccess, service: Literal["s3"]) -> S3Client: ...
 def _client(access: AwsAccess, service: Literal["ec2"]) -> EC2Client: ...
 @overload
 def _client(access: AwsAccess, service: Literal["sts"]) -> STSClient: ...
+@overload
+def _client(access: AwsAccess, service: Literal["iam", "kms", "logs"]) -> Any: ...
 @functools.lru_cache(maxsize=32)
 def _client(access: AwsAccess, service: str) -> Any:
     """One client per endpoint, credentials and service for the whole process: making one costs milliseconds,
@@ -334,7 +336,11 @@ def _client(access: AwsAccess, service: str) -> Any:
     if access.endpoint is not None:
         # Local endpoints serve every bucket under one host name.
         config = config.merge(Config(s3={"addressing_style": "path"}))
-    client = session.client(service, endpoint_url=access.endpoint, config=config)  # type: ignore[call-overload]
+    # None: botocore's own choice (AWS_CA_BUNDLE from the environment, else its bundled CAs).
+    verify = env.get(AwsAccess.CA_BUNDLE)
+    client = session.client(  # type: ignore[call-overload]
+        service, endpoint_url=access.endpoint, config=config, verify=verify
+    )
     client.meta.events.register("needs-retry", _note_attempt)
     return client
 
@@ -409,6 +415,7 @@ CLUSTER_TAG = "fleet-pipeline/cluster"  # every resource the stack makes carries
 
 # The resource types the stack makes, in the order their orphans are deleted: dependents first.
 ORPHAN_TYPES = (
+    "aws_flow_log",
     "aws_instance",
     "aws_nat_gateway",
     "aws_vpc_endpoint",
@@ -418,6 +425,12 @@ ORPHAN_TYPES = (
     "aws_security_group",
     "aws_vpc",
     "aws_eip",
+    # Account-wide and named after the cluster: left behind, they refuse the next apply's create.
+    "aws_kms_alias",
+    "aws_cloudwatch_log_group",
+    "aws_iam_instance_profile",
+    "aws_iam_role",
+    "aws_kms_key",
 )
 
 
@@ -428,6 +441,7 @@ def tagged_resources(access: AwsAccess, cluster: str) -> dict[str, tuple[str, ..
     with _translated("ec2:Describe*", f"the resources of cluster {cluster}", "check AWS credentials and region"):
         reservations = ec2.describe_instances(Filters=tagged)["Reservations"]
         found: dict[str, list[Any]] = {
+            "aws_flow_log": list(ec2.describe_flow_logs(Filters=tagged)["FlowLogs"]),
             "aws_instance": [i for r in reservations for i in r["Instances"]],
             "aws_nat_gateway": list(ec2.describe_nat_gateways(Filters=tagged)["NatGateways"]),
             "aws_vpc_endpoint": list(ec2.describe_vpc_endpoints(Filters=tagged)["VpcEndpoints"]),
@@ -443,13 +457,88 @@ def tagged_resources(access: AwsAccess, cluster: str) -> dict[str, tuple[str, ..
             "aws_vpc": list(ec2.describe_vpcs(Filters=tagged)["Vpcs"]),
             "aws_eip": list(ec2.describe_addresses(Filters=tagged)["Addresses"]),
         }
-    return {
+    tagged_ids = {
         kind: tuple(sorted(item[_ID_FIELD[kind]] for item in items if _live(item) and _carries(item, cluster)))
         for kind, items in found.items()
     }
+    return tagged_ids | _named_resources(access, cluster)
+
+
+def named_after(cluster: str) -> dict[str, tuple[str, ...]]:
+    """The account-wide names the cluster stack gives its resources (terraform/stacks/cluster, its modules)."""
+    return {
+        "aws_kms_alias": (f"alias/fleet-pipeline/{cluster}/secrets",),
+        "aws_cloudwatch_log_group": (
+            f"{LOG_GROUP_PREFIX}{cluster}/kube-apiserver-audit",
+            f"{LOG_GROUP_PREFIX}{cluster}/vpc-flow-logs",
+        ),
+        "aws_iam_instance_profile": (f"{cluster}-bastion-ssm",),
+        "aws_iam_role": (f"{cluster}-bastion-ssm", f"{cluster}-vpc-flow-logs"),
+    }
+
+
+LOG_GROUP_PREFIX = "/fleet-pipeline/"
+
+
+def _named_resources(access: AwsAccess, cluster: str) -> dict[str, tuple[str, ...]]:
+    """Those of the stack's named resources that exist and are the cluster's, and the KMS keys they lead to.
+
+    Looked up by name, a few calls a cluster whatever the account holds; a key is found through the alias
+    or the log group that uses it, and only taken when it carries the cluster's tag.
+    """
+    names = named_after(cluster)
+    iam, kms, logs = _client(access, "iam"), _client(access, "kms"), _client(access, "logs")
+    with _translated("kms:DescribeKey", f"the keys of cluster {cluster}", "allow kms:DescribeKey"):
+        targets = {alias: _absent_as_none(kms.describe_key, KeyId=alias) for alias in names["aws_kms_alias"]}
+        aliases = {alias: found["KeyMetadata"]["KeyId"] for alias, found in targets.items() if found is not None}
+    with _translated("logs:DescribeLogGroups", f"the log groups of cluster {cluster}", "allow logs:DescribeLogGroups"):
+        listed = logs.describe_log_groups(logGroupNamePrefix=f"{LOG_GROUP_PREFIX}{cluster}/")["logGroups"]
+        groups = [g for g in listed if g["logGroupName"] in names["aws_cloudwatch_log_group"]]
+    with _translated("iam:GetRole", f"the roles of cluster {cluster}", "allow iam:GetRole, iam:GetInstanceProfile"):
+        roles = [
+            name
+            for name in names["aws_iam_role"]
+            if _carries(_absent_as_none(iam.get_role, RoleName=name, key="Role"), cluster)
+        ]
+        profiles = [
+            name
+            for name in names["aws_iam_instance_profile"]
+            if _carries(
+                _absent_as_none(iam.get_instance_profile, InstanceProfileName=name, key="InstanceProfile"), cluster
+            )
+        ]
+    keys = set(aliases.values()) | {g["kmsKeyId"].rsplit("/", 1)[-1] for g in groups if g.get("kmsKeyId")}
+    with _translated("kms:ListResourceTags", f"the keys of cluster {cluster}", "allow kms:ListResourceTags"):
+        owned = [key for key in sorted(keys) if _key_of(kms, key, cluster)]
+    return {
+        "aws_kms_alias": tuple(sorted(aliases)),
+        "aws_cloudwatch_log_group": tuple(sorted(g["logGroupName"] for g in groups)),
+        "aws_iam_instance_profile": tuple(profiles),
+        "aws_iam_role": tuple(roles),
+        "aws_kms_key": tuple(owned),
+    }
+
+
+def _key_of(kms: Any, key: str, cluster: str) -> bool:
+    """Whether the key is the cluster's and not already on its way out."""
+    if kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"] in ("PendingDeletion", "PendingReplicaDeletion"):
+        return False
+    return {"TagKey": CLUSTER_TAG, "TagValue": cluster} in kms.list_resource_tags(KeyId=key)["Tags"]
+
+
+def _absent_as_none(call: Callable[..., Any], key: str | None = None, **arguments: str) -> Any:
+    """What call answers (its `key` field, when given); None when there is no such resource."""
+    try:
+        answer = call(**arguments)
+    except ClientError as e:
+        if _code(e) in ("NotFoundException", "NoSuchEntity", "ResourceNotFoundException"):
+            return None
+        raise
+    return answer if key is None else answer[key]
 
 
 _ID_FIELD = {
+    "aws_flow_log": "FlowLogId",
     "aws_instance": "InstanceId",
     "aws_nat_gateway": "NatGatewayId",
     "aws_vpc_endpoint": "VpcEndpointId",
@@ -468,23 +557,61 @@ def _live(item: Mapping[str, Any]) -> bool:
     return str(name or "").lower() not in ("terminated", "shutting-down", "deleted", "deleting")
 
 
-def _carries(item: Mapping[str, Any], cluster: str) -> bool:
+def _carries(item: Mapping[str, Any] | None, cluster: str) -> bool:
     """Checked here too: not every endpoint honours every tag filter (moto's NAT gateways ignore it)."""
+    if item is None:
+        return False
     return {"Key": CLUSTER_TAG, "Value": cluster} in [
         {"Key": tag.get("Key"), "Value": tag.get("Value")} for tag in item.get("Tags", item.get("TagSet", []))
     ]
 
 
 def delete_resources(access: AwsAccess, doomed: Mapping[str, tuple[str, ...]]) -> None:
-    """Delete the given resources, type by type in ORPHAN_TYPES order; a VPC with all it still holds."""
+    """Delete the given resources, type by type in ORPHAN_TYPES order; a VPC with all it still holds.
+
+    A KMS key is scheduled for deletion after AWS's shortest wait, as keys are: until then it can be restored.
+    """
     ec2 = _client(access, "ec2")
-    with _translated(
-        "ec2:Delete*", "the orphaned resources", "delete what is left from the AWS console, then run again"
-    ):
+    with _translated("Delete*", "the orphaned resources", "delete what is left from the AWS console, then run again"):
         for kind in ORPHAN_TYPES:
             ids = list(doomed.get(kind, ()))
-            if ids:
+            if not ids:
+                continue
+            if kind in _DELETERS:
                 _DELETERS[kind](ec2, ids)
+            else:
+                _delete_named(access, kind, ids)
+
+
+def _delete_named(access: AwsAccess, kind: str, ids: list[str]) -> None:
+    if kind == "aws_kms_alias":
+        for alias in ids:
+            _client(access, "kms").delete_alias(AliasName=alias)
+    elif kind == "aws_cloudwatch_log_group":
+        for group in ids:
+            _client(access, "logs").delete_log_group(logGroupName=group)
+    elif kind == "aws_iam_instance_profile":
+        iam = _client(access, "iam")
+        for profile in ids:
+            for role in iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]:
+                iam.remove_role_from_instance_profile(InstanceProfileName=profile, RoleName=role["RoleName"])
+            iam.delete_instance_profile(InstanceProfileName=profile)
+    elif kind == "aws_iam_role":
+        _delete_roles(_client(access, "iam"), ids)
+    elif kind == "aws_kms_key":
+        for key in ids:
+            _client(access, "kms").schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+
+
+def _delete_roles(iam: Any, roles: list[str]) -> None:
+    for role in roles:
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            iam.delete_role_policy(RoleName=role, PolicyName=name)
+        for attached in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+            iam.detach_role_policy(RoleName=role, PolicyArn=attached["PolicyArn"])
+        for profile in iam.list_instance_profiles_for_role(RoleName=role)["InstanceProfiles"]:
+            iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"], RoleName=role)
+        iam.delete_role(RoleName=role)
 
 
 def _delete_instances(ec2: EC2Client, ids: list[str]) -> None:
@@ -561,7 +688,12 @@ def _release_addresses(ec2: EC2Client, ids: list[str]) -> None:
         ec2.release_address(AllocationId=allocation)
 
 
+def _delete_flow_logs(ec2: EC2Client, ids: list[str]) -> None:
+    ec2.delete_flow_logs(FlowLogIds=ids)
+
+
 _DELETERS: dict[str, Callable[[EC2Client, list[str]], None]] = {
+    "aws_flow_log": _delete_flow_logs,
     "aws_instance": _delete_instances,
     "aws_nat_gateway": _delete_nat_gateways,
     "aws_vpc_endpoint": _delete_endpoints,

@@ -1,4 +1,4 @@
-"""The `local` target's AWS: a moto server on loopback, started once and reused across runs."""
+"""The `local` target's AWS: a moto server on loopback over TLS, started once and reused across runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 import urllib.error
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from pipeline import local_tls
 from pipeline.config import Settings
 from pipeline.errors import LocalEndpointError
 from pipeline.model import AwsAccess
@@ -23,11 +25,13 @@ from pipeline.model import AwsAccess
 # moto accepts any credentials; fixed ones keep every child's environment the same.
 DUMMY_KEY_ID = "testing"
 DUMMY_SECRET = "testing"  # noqa: S105 - not a secret: moto accepts anything
+SERVER = "pipeline.local_server"
 START_DEADLINE = 30.0
 STOP_DEADLINE = 10.0
 _RECORD = "local-endpoint.json"
 _LOG = "local-endpoint.log"
 _LOCK = "local-endpoint.lock"
+_TLS_DIR = "local-endpoint-tls"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Endpoint:
     url: str
     pid: int | None  # None: an endpoint this pipeline did not start (PIPELINE_AWS_ENDPOINT)
     running: bool
+    ca_bundle: str | None = None  # the CA its certificate is signed by; None: the ambient trust
 
 
 def ensure(settings: Settings, region: str) -> AwsAccess:
@@ -49,6 +54,8 @@ def access(endpoint: Endpoint, region: str) -> AwsAccess:
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
     }
+    if endpoint.ca_bundle is not None:
+        env[AwsAccess.CA_BUNDLE] = endpoint.ca_bundle
     return AwsAccess(region=region, endpoint=endpoint.url, env=tuple(sorted(env.items())))
 
 
@@ -67,6 +74,9 @@ def up(settings: Settings) -> Endpoint:
         recorded = status(settings)
         if recorded is not None and recorded.running:
             return recorded
+        if recorded is not None and recorded.pid is not None:
+            # Alive but refusing (a certificate past its date, a wedged server): replaced, not left behind.
+            _stop(recorded.pid)
         return _start(settings)
 
 
@@ -77,7 +87,8 @@ def status(settings: Settings) -> Endpoint | None:
     record = _read_record(settings)
     if record is None:
         return None
-    return Endpoint(record.url, record.pid, running=_alive(record.pid) and answers(record.url))
+    ca = _ca_bundle(settings) if record.url.startswith("https://") else None
+    return Endpoint(record.url, record.pid, running=_alive(record.pid) and answers(record.url, ca), ca_bundle=ca)
 
 
 def down(settings: Settings) -> bool:
@@ -90,18 +101,22 @@ def down(settings: Settings) -> bool:
     return stopped
 
 
-def answers(url: str, timeout: float = 5.0, patience: float = 30.0) -> bool:
+def answers(url: str, ca_bundle: str | None = None, timeout: float = 5.0, patience: float = 30.0) -> bool:
     """Whether an HTTP server answers at url; any HTTP status counts, only silence does not.
+
+    Over TLS its certificate must be signed by ca_bundle (by default AWS_CA_BUNDLE, else the system's CAs):
+    a server the AWS clients would refuse does not answer.
 
     A refused connection means no server, at once. A timeout means a busy one, as a moto
     server serving several Terraform runs on two cores can be: it is asked again until
     `patience` runs out.
     """
     deadline = time.monotonic() + patience
+    trusted = ssl.create_default_context(cafile=ca_bundle or os.environ.get(AwsAccess.CA_BUNDLE) or None)
     while True:
         try:
             # Not /moto-api/data.json: it serialises every resource and slows as the server fills.
-            with urllib.request.urlopen(f"{url.rstrip('/')}/", timeout=timeout):
+            with urllib.request.urlopen(f"{url.rstrip('/')}/", timeout=timeout, context=trusted):
                 return True
         except urllib.error.HTTPError:
             return True
@@ -116,9 +131,10 @@ def _start(settings: Settings) -> Endpoint:
         raise LocalEndpointError("the local target needs moto; install it with: pip install -e '.[local]'")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    tls = local_tls.ensure(settings.state_dir / _TLS_DIR)
+    url = f"https://{local_tls.HOST}:{port}"
     log = settings.state_dir / _LOG
-    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    argv = [sys.executable, "-m", SERVER, *server_args(port, tls)]
     # posix_spawn with its own session: the server outlives this run and a Ctrl-C aimed at it.
     pid = os.posix_spawn(
         sys.executable,
@@ -132,14 +148,23 @@ def _start(settings: Settings) -> Endpoint:
         setsid=True,
     )
     deadline = time.monotonic() + START_DEADLINE
-    while not answers(url):
+    while not answers(url, str(tls.ca)):
         if not _alive(pid) or time.monotonic() > deadline:
             _stop(pid)
             raise LocalEndpointError(f"the local AWS endpoint did not start on {url}; see {log}")
         time.sleep(0.2)
-    endpoint = Endpoint(url, pid, running=True)
+    endpoint = Endpoint(url, pid, running=True, ca_bundle=str(tls.ca))
     (settings.state_dir / _RECORD).write_text(json.dumps({"url": url, "pid": pid}, sort_keys=True) + "\n")
     return endpoint
+
+
+def server_args(port: int, tls: local_tls.Files) -> list[str]:
+    """The server's arguments: loopback only, over TLS with the given certificate."""
+    return ["-H", local_tls.HOST, "-p", str(port), "-c", str(tls.cert), "-k", str(tls.key)]
+
+
+def _ca_bundle(settings: Settings) -> str:
+    return str(local_tls.Files.under(settings.state_dir / _TLS_DIR).ca)
 
 
 class _Record(NamedTuple):
@@ -201,7 +226,8 @@ def _is_moto(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return not Path("/proc/self").exists()
-    return b"moto.server" in cmdline
+    # moto.server: started by a version of the pipeline from before the server was its own module.
+    return SERVER.encode() in cmdline or b"moto.server" in cmdline
 
 
 def _free_port() -> int:

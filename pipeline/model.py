@@ -15,6 +15,9 @@ Target = Literal["local", "aws"]
 class AwsAccess:
     """How to reach the account: the same code path for real AWS and the local endpoint."""
 
+    # The one variable of env the pipeline's own clients read too: AWS's SDKs and Terraform's provider trust it.
+    CA_BUNDLE = "AWS_CA_BUNDLE"
+
     region: str
     endpoint: str | None  # None: AWS's own endpoints
     env: tuple[tuple[str, str], ...]  # credentials for child processes; empty: the ambient chain

@@ -19,7 +19,7 @@ from python_terraform import IsFlagged, Terraform
 from pipeline import aws, process, redact
 from pipeline.config import Settings
 from pipeline.errors import AwsThrottled, AwsUnavailable, PipelineError, StateLocked, TerraformError
-from pipeline.model import PlanSummary
+from pipeline.model import AwsAccess, PlanSummary
 
 LineSink = Callable[[str], None]
 
@@ -452,12 +452,12 @@ def failure(argv: list[str], output: str, ws: Workspace) -> PipelineError:
     if lock_id is not None:
         who = _LOCK_WHO.search(output)
         holder = f" by {who.group(1).strip()}" if who else ""
-        # The local target's dummy keys go with it, or the backend finds no credentials; the aws
-        # target puts none in the workspace, so a real key is never printed.
+        # The local target's dummy keys and its CA go with it, or the backend finds no credentials or
+        # refuses the endpoint; the aws target puts no keys in the workspace, so a real key is never printed.
         credentials = "".join(
             f"{name}={shlex.quote(value)} "
             for name, value in ws.env
-            if name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            if name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", AwsAccess.CA_BUNDLE)
         )
         release = (
             f"{credentials}TF_DATA_DIR={shlex.quote(str(ws.data_dir))} "

@@ -30,9 +30,9 @@ TESTS = {
 }
 # Held by the pipeline's own code and workflows rather than by a rule on a cluster: (control, what, where, test).
 OUTSIDE_THE_RULES = (
-    ("SC-8", "the state bucket refuses every request without TLS (on an HTTPS endpoint; the local one is plain HTTP)",
-     "pipeline/aws.py (ensure_state_bucket)",
-     "tests/test_aws.py::test_the_state_bucket_policy_refuses_every_request_without_tls"),
+    ("SC-8", "the state bucket refuses every request without TLS (the local endpoint serves TLS too)",
+     "pipeline/aws.py (ensure_state_bucket), pipeline/local_tls.py",
+     "tests/test_aws.py::test_the_state_bucket_refuses_every_request_without_tls_and_serves_it_over_tls"),
     ("SC-12", "the Secrets key rotates and its policy lets only the control-plane role use it",
      "terraform/stacks/cluster/security.tf",
      "tests/test_terraform_security.py::test_checkov_finds_nothing_on_the_terraform_stacks"),

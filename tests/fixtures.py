@@ -10,14 +10,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from pipeline import fleet, signing
+from pipeline import fleet, local_endpoint, local_tls, signing
 from pipeline.config import Settings, load_settings
+from pipeline.model import AwsAccess
 from pipeline.signing import Signer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,40 +31,47 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
+def local_tls_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_tls.Files]:
+    """The session's moto servers' certificate, its CA trusted as a user of PIPELINE_AWS_ENDPOINT would."""
+    files = local_tls.ensure(tmp_path_factory.mktemp("endpoint-tls"))
+    before = os.environ.get(AwsAccess.CA_BUNDLE)
+    os.environ[AwsAccess.CA_BUNDLE] = str(files.ca)
+    yield files
+    if before is None:
+        os.environ.pop(AwsAccess.CA_BUNDLE, None)
+    else:
+        os.environ[AwsAccess.CA_BUNDLE] = before
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(local_tls_files: local_tls.Files) -> Iterator[str]:
     """A moto server on a free loopback port for the whole session, stopped at the end."""
-    with moto_server() as url:
+    with moto_server(local_tls_files) as url:
         yield url
 
 
 @pytest.fixture
-def own_moto_endpoint() -> Iterator[str]:
+def own_moto_endpoint(local_tls_files: local_tls.Files) -> Iterator[str]:
     """A moto server for one test: an AWS account that no other test has touched (IAM is account-wide)."""
-    with moto_server() as url:
+    with moto_server(local_tls_files) as url:
         yield url
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
+def moto_server(tls: local_tls.Files | None) -> Iterator[str]:
+    """The local endpoint's own server process, over TLS with tls (plain HTTP without)."""
     port = free_port()
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    args = local_endpoint.server_args(port, tls) if tls else ["-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen([sys.executable, "-m", local_endpoint.SERVER, *args], stdout=log, stderr=subprocess.STDOUT)
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"moto server did not start: {log.read()!r}") from None
-                time.sleep(0.2)
+        while not local_endpoint.answers(url, str(tls.ca) if tls else None, timeout=1, patience=0):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"moto server did not start: {log.read()!r}")
+            time.sleep(0.2)
         yield url
     finally:
         proc.terminate()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -145,7 +146,11 @@ class _Forward(BaseHTTPRequestHandler):
 
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         upstream = self.server.upstream
-        connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port, timeout=60)
+        # The session's moto serves TLS under the CA the session trusts (AWS_CA_BUNDLE).
+        trusted = ssl.create_default_context(cafile=os.environ[AwsAccess.CA_BUNDLE])
+        connection = http.client.HTTPSConnection(
+            upstream.hostname or "127.0.0.1", upstream.port, timeout=60, context=trusted
+        )
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
             connection.request(self.command, self.path, body=body, headers=headers)

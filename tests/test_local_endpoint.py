@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, local_endpoint
+from pipeline import aws, config, local_endpoint, local_tls
 from pipeline.errors import LocalEndpointError
+from pipeline.model import AwsAccess
 from tests.fixtures import free_port, race
 
 
@@ -41,6 +42,23 @@ def test_up_reuses_the_server_and_down_leaves_nothing_running(tmp_path, monkeypa
     assert not local_endpoint.answers(first.url)
     assert local_endpoint.status(settings) is None
     assert local_endpoint.down(settings) is False
+
+
+def test_the_endpoint_serves_tls_under_a_ca_of_its_own_that_its_clients_trust(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch)
+    endpoint = local_endpoint.up(settings)
+    try:
+        assert endpoint.url.startswith("https://127.0.0.1:") and endpoint.ca_bundle is not None
+        access = local_endpoint.access(endpoint, "us-east-1")
+        assert dict(access.env)[AwsAccess.CA_BUNDLE] == endpoint.ca_bundle
+        assert aws.caller_identity(access).isdigit()
+        # Verified, not merely encrypted: under another CA the same server does not count as answering.
+        other = local_tls.ensure(tmp_path / "other-ca")
+        assert not local_endpoint.answers(endpoint.url, str(other.ca), patience=0)
+        key = local_tls.Files.under(settings.state_dir / "local-endpoint-tls").key
+        assert key.stat().st_mode & 0o077 == 0
+    finally:
+        local_endpoint.down(settings)
 
 
 def test_ensure_uses_the_configured_endpoint_with_dummy_credentials(tmp_path, monkeypatch, moto_endpoint):
@@ -77,7 +95,7 @@ def test_runs_started_together_share_one_server(tmp_path, monkeypatch):
         pid
         for url in urls
         for pid in subprocess.run(
-            ["pgrep", "-f", f"moto.server -H 127.0.0.1 -p {url.rsplit(':', 1)[1]}$"],
+            ["pgrep", "-f", f"{local_endpoint.SERVER} -H 127.0.0.1 -p {url.rsplit(':', 1)[1]} "],
             capture_output=True,
             text=True,
             check=False,

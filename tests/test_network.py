@@ -14,6 +14,7 @@ import pytest
 
 from pipeline import config, local_endpoint, machine_image, network, node_iam, terraform
 from pipeline.errors import BadInput, SpecError, StateLocked
+from pipeline.model import AwsAccess
 from pipeline.spec import BastionSpec, ClusterSpec, ControlPlaneSpec, NetworkSpec, WorkerPool
 
 REGION = "us-east-1"
@@ -197,7 +198,8 @@ def test_the_network_is_built_rerun_guarded_and_destroyed(tmp_path, monkeypatch,
     words = shlex.split(release.replace("force-unlock ", "force-unlock -force "))
     assignments = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
     command = [w for w in words if "=" not in w or w.startswith("-")]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | assignments
+    # The user's own trust (AWS_CA_BUNDLE) stays: this session's endpoint was given by PIPELINE_AWS_ENDPOINT.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") or k == AwsAccess.CA_BUNDLE} | assignments
     subprocess.run(command, check=True, env=env, capture_output=True)
 
     lines.clear()

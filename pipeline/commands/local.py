@@ -1,4 +1,4 @@
-"""`local up|down|status`: the embedded AWS endpoint (a moto server on loopback)."""
+"""`local up|down|status`: the embedded AWS endpoint (a moto server on loopback, over TLS)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ def run(action: str, settings: Settings, reporter: Reporter) -> int:
     if action == "up":
         endpoint = local_endpoint.up(settings)
         print(f"local AWS endpoint: {endpoint.url}")
+        if endpoint.ca_bundle is not None:
+            print(f"its CA bundle: {endpoint.ca_bundle} (AWS_CA_BUNDLE for other AWS clients)")
         return EXIT_OK
     if action == "down":
         stopped = local_endpoint.down(settings)
