@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline import aws, config, local_endpoint, network, node_iam
+from pipeline import aws, config, local_endpoint, network, node_iam, terraform
 from pipeline.config import Settings
 from pipeline.errors import EXIT_BLOCKED, EXIT_FAILED, AwsThrottled, AwsUnavailable
 from pipeline.model import AwsAccess
@@ -364,5 +364,8 @@ def test_throttling_mid_apply_is_one_blocked_error_naming_the_call(proxy, tmp_pa
     assert tries == 5
     assert caught.value.exit_code == EXIT_BLOCKED
 
-    assert not any(aws.tagged_resources(access, spec.name).values()), "nothing was built, so nothing is orphaned"
-    record_property("outcome", f"{message[:110]}… ({tries} CreateVpc tries at the proxy); nothing built or orphaned")
+    # What was made before CreateVpc (keys, log group, role) is in the state Terraform saved: nothing orphaned.
+    state = terraform.pulled(terraform.workspace(settings, spec.name, network.STACK, dict(access.env)))
+    assert not aws.tagged_resources(access, spec.name)["aws_vpc"]
+    assert not network.orphans(spec.name, state, access), "what was built is in the state, nothing orphaned"
+    record_property("outcome", f"{message[:110]}… ({tries} CreateVpc tries at the proxy); no VPC, nothing orphaned")
