@@ -580,30 +580,34 @@ def delete_resources(access: AwsAccess, doomed: Mapping[str, tuple[str, ...]]) -
             if kind in _DELETERS:
                 _DELETERS[kind](ec2, ids)
             else:
-                _delete_named(access, kind, ids)
+                _NAMED_DELETERS[kind](access, ids)
 
 
-def _delete_named(access: AwsAccess, kind: str, ids: list[str]) -> None:
-    if kind == "aws_kms_alias":
-        for alias in ids:
-            _client(access, "kms").delete_alias(AliasName=alias)
-    elif kind == "aws_cloudwatch_log_group":
-        for group in ids:
-            _client(access, "logs").delete_log_group(logGroupName=group)
-    elif kind == "aws_iam_instance_profile":
-        iam = _client(access, "iam")
-        for profile in ids:
-            for role in iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]:
-                iam.remove_role_from_instance_profile(InstanceProfileName=profile, RoleName=role["RoleName"])
-            iam.delete_instance_profile(InstanceProfileName=profile)
-    elif kind == "aws_iam_role":
-        _delete_roles(_client(access, "iam"), ids)
-    elif kind == "aws_kms_key":
-        for key in ids:
-            _client(access, "kms").schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+def _delete_aliases(access: AwsAccess, ids: list[str]) -> None:
+    for alias in ids:
+        _client(access, "kms").delete_alias(AliasName=alias)
 
 
-def _delete_roles(iam: Any, roles: list[str]) -> None:
+def _delete_log_groups(access: AwsAccess, ids: list[str]) -> None:
+    for group in ids:
+        _client(access, "logs").delete_log_group(logGroupName=group)
+
+
+def _delete_instance_profiles(access: AwsAccess, ids: list[str]) -> None:
+    iam = _client(access, "iam")
+    for profile in ids:
+        for role in iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]["Roles"]:
+            iam.remove_role_from_instance_profile(InstanceProfileName=profile, RoleName=role["RoleName"])
+        iam.delete_instance_profile(InstanceProfileName=profile)
+
+
+def _schedule_key_deletions(access: AwsAccess, ids: list[str]) -> None:
+    for key in ids:
+        _client(access, "kms").schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+
+
+def _delete_roles(access: AwsAccess, roles: list[str]) -> None:
+    iam = _client(access, "iam")
     for role in roles:
         for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
             iam.delete_role_policy(RoleName=role, PolicyName=name)
@@ -703,6 +707,15 @@ _DELETERS: dict[str, Callable[[EC2Client, list[str]], None]] = {
     "aws_security_group": _delete_security_groups,
     "aws_vpc": _delete_vpcs,
     "aws_eip": _release_addresses,
+}
+
+
+_NAMED_DELETERS: dict[str, Callable[[AwsAccess, list[str]], None]] = {
+    "aws_kms_alias": _delete_aliases,
+    "aws_cloudwatch_log_group": _delete_log_groups,
+    "aws_iam_instance_profile": _delete_instance_profiles,
+    "aws_iam_role": _delete_roles,
+    "aws_kms_key": _schedule_key_deletions,
 }
 
 
