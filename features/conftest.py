@@ -62,6 +62,8 @@ class World:
     refs_before: str = ""
     requests_before: int = 0  # GitHub requests seen before the step under test
     approved: str = ""  # the commit a reviewer approved
+    head_before: str = ""  # a review branch's head before the step under test
+    head_after: str = ""  # and after it
     vpc: str = ""  # the VPC of the cluster under test
     before: dict[str, object] = field(default_factory=dict)  # what a read-only command must leave as it was
     names: list[str] = field(default_factory=list)

@@ -12,6 +12,13 @@ Feature: A reviewer approves the generated pull request and main's head verifies
     When I run new-cluster "web" for review on GitHub
     Then the run succeeds
     And GitHub still has one pull request from "cluster/web", not updated
+    When the spec for "web" asks for 3 replicas in pool "default"
+    And GitHub refuses the next edit of a pull request
+    And I run new-cluster "web" for review on GitHub
+    Then the run fails at the review stage after pushing the new head
+    When I run new-cluster "web" for review on GitHub
+    Then the run succeeds
+    And the pull request's title and body describe its head, which the run did not move
     When I run merge "web"
     Then the run is blocked because the pull request is not approved
     When a reviewer approves the pull request at its head

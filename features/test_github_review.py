@@ -82,6 +82,35 @@ def pull_request_untouched(world: World, github: FakeGitHub, branch: str) -> Non
     assert writes == []
 
 
+@when("GitHub refuses the next edit of a pull request")
+def github_refuses_an_edit(world: World, github: FakeGitHub) -> None:
+    # As when the token loses its pull-request permission between the pre-flight check and the review stage.
+    github.fail_next(403, body={"message": "Resource not accessible by personal access token"}, method="PATCH")
+    world.head_before = world.git("rev-parse", "cluster/web").strip()
+
+
+@then("the run fails at the review stage after pushing the new head")
+def failed_at_review(world: World, github: FakeGitHub) -> None:
+    assert world.last is not None
+    assert world.last.returncode == 1, world.last.stderr
+    assert "Resource not accessible by personal access token" in world.last.stderr
+    world.head_after = world.git("rev-parse", "cluster/web").strip()
+    assert world.head_after != world.head_before
+    (pull,) = github.open_pulls("cluster/web")
+    assert "`default`: 3 x" not in (pull.body or "")  # the text still describes the previous head
+
+
+@then("the pull request's title and body describe its head, which the run did not move")
+def text_describes_head(world: World, github: FakeGitHub) -> None:
+    assert world.git("rev-parse", "cluster/web").strip() == world.head_after
+    (pull,) = github.open_pulls("cluster/web")
+    body = pull.body or ""
+    run_of_head = world.git("log", "-1", "--format=%(trailers:key=Pipeline-Run,valueonly)", "cluster/web").strip()
+    assert "`default`: 3 x m6i.large" in body
+    assert f"Pipeline run `{run_of_head}`" in body
+    assert pull.title.startswith("Create cluster web (us-east-1, Kubernetes v")
+
+
 @when(parsers.parse('I run merge "{name}"'))
 def run_merge(world: World, name: str) -> None:
     world.pipeline("merge", name)

@@ -79,26 +79,19 @@ def locate(name: str, settings: Settings) -> Standing:
 
 
 def propose_removal(
-    standing: Standing, review_mode: str, settings: Settings, signer: Signer, provenance: pr_body.Provenance
+    standing: Standing, review_mode: str, settings: Settings, signer: Signer, run_trailers: Mapping[str, str]
 ) -> Removal:
     """The removal as a signed commit on the review branch, and on GitHub its pull request."""
     where = _where(standing.network)
     with fleet.session(settings) as checkout:
         outcome = remove(
-            standing.name,
-            checkout,
-            signer,
-            {"Pipeline-Run": provenance.run_id, "Removes-Network": where},
-            f"delete ({where})",
+            standing.name, checkout, signer, {**run_trailers, "Removes-Network": where}, f"delete ({where})"
         )
-    if review_mode != "github":
-        return Removal(outcome, None)
+        if review_mode != "github":
+            return Removal(outcome, None)
+        provenance = review.provenance(checkout, outcome.commit)
     pull = review.open_pull_request(
-        settings,
-        outcome.branch,
-        f"Delete cluster {standing.name} ({where})",
-        _body(standing, provenance),
-        outcome.changed,
+        settings, outcome.branch, f"Delete cluster {standing.name} ({where})", _body(standing, provenance)
     )
     return Removal(outcome, pull)
 

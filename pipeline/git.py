@@ -392,6 +392,22 @@ def has_signature(checkout: Checkout, rev: str) -> bool:
     return any(line.startswith("gpgsig") for line in header.splitlines())
 
 
+def trailers(checkout: Checkout, rev: str) -> dict[str, str]:
+    """The trailers of commit `rev`'s message (`Key: value` lines at its end), by key; the last of a repeated key."""
+    listed = _git(
+        checkout,
+        ["log", "-1", "--format=%(trailers:only=true,unfold=true,separator=%x00)", rev],
+        f"cannot read commit {rev}",
+        "",
+    )
+    found: dict[str, str] = {}
+    for line in listed.split("\0"):
+        key, colon, value = line.partition(":")
+        if colon and key.strip():
+            found[key.strip()] = value.strip()
+    return found
+
+
 def claims(checkout: Checkout, namespace: str, *, fresh: bool = False) -> dict[str, str]:
     """Every claim under refs/<namespace>/: its key, and who holds it. As the clone (or its last fetch) saw the
     remote, or with `fresh`, as the remote holds them now."""

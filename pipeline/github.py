@@ -127,6 +127,17 @@ class Client:
         redact.register([self.token])
         object.__setattr__(self, "api_url", self.api_url.rstrip("/"))
 
+    def check_push_access(self, owner: str, repo: str) -> None:
+        """That the token is good and may push to the repository: GitHub's repository object lists the
+        authenticated user's permissions on it. A token for which GitHub lists none is judged by its writes."""
+        slug = f"{owner}/{repo}"
+        found = self._call("GET", self._url(f"/repos/{slug}"), slug).data
+        permissions = found.get("permissions") if isinstance(found, dict) else None
+        if isinstance(permissions, dict) and not permissions.get("push"):
+            raise GitHubForbidden(
+                _one_line(f"the token may read {slug} but not push to it; GITHUB_TOKEN needs {_PERMISSIONS} on {slug}")
+            )
+
     def find_open_pull(self, owner: str, repo: str, head_branch: str, base: str) -> PullRequest | None:
         query = {"state": "open", "head": f"{owner}:{head_branch}", "base": base}
         found = self._call("GET", self._url(f"/repos/{owner}/{repo}/pulls", query), f"{owner}/{repo}").data

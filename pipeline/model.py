@@ -86,6 +86,7 @@ class NetworkPlan:
     replaces_network: tuple[str, ...]  # aws_vpc / aws_subnet addresses the plan replaces or destroys
     outputs: NetworkOutputs | None  # the network as it is; None while the cluster has no state
     planned: tuple[Mapping[str, Any], ...] = ()  # every resource as the plan leaves it; empty when nothing changes
+    digest: str = ""  # Terraform's planned changes in a canonical form, hashed (terraform.changes_digest)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Manifests:
 @dataclass(frozen=True)
 class CommitResult:
     branch: str
-    commit: str | None  # the new head, or when unchanged the commit already holding this content
+    commit: str  # the new head, or when unchanged the commit already holding this content
     changed: bool
     signer: str  # fingerprint of the signing key
 

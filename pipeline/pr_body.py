@@ -18,11 +18,37 @@ MAX_BODY = 65_000
 _TRUNCATED = "\n… diff truncated; see the branch for the full change\n"
 
 
+# The head commit's trailers that the pull request reads its provenance from: the text describes the
+# commit under review, whichever run last touched the pull request.
+RUN_TRAILER = "Pipeline-Run"
+WORKFLOW_TRAILER = "Workflow-Run"
+CHANGES_TRAILER = "Network-Changes"
+SERIAL_TRAILER = "State-Serial"
+
+
 @dataclass(frozen=True)
 class Provenance:
     signer: str  # fingerprint of the key that signed the head
     run_id: str
     run_url: str | None  # the workflow run, when in GitHub Actions
+    network_changes: str | None = None  # what Terraform changed in the run that made the head
+    state_serial: str | None = None  # the network state's serial that run left
+
+    @classmethod
+    def of_commit(cls, signer: str, trailers: Mapping[str, str]) -> Provenance:
+        """The provenance a head commit records in its trailers, signed by `signer`."""
+        return cls(
+            signer,
+            trailers.get(RUN_TRAILER, "unknown"),
+            trailers.get(WORKFLOW_TRAILER),
+            trailers.get(CHANGES_TRAILER),
+            trailers.get(SERIAL_TRAILER),
+        )
+
+
+def run_trailers(run_id: str, run_url: str | None) -> dict[str, str]:
+    """The trailers naming the run that makes a commit, read back by `Provenance.of_commit`."""
+    return {RUN_TRAILER: run_id, **({} if run_url is None else {WORKFLOW_TRAILER: run_url})}
 
 
 def workflow_run_url(env: Mapping[str, str]) -> str | None:
@@ -70,7 +96,14 @@ def body(
 ) -> str:
     statuses, diff = manifest_diff(on_main, manifests)
     upgrade = _upgrade(cluster, version_on_main(on_main))
-    sections = [*_cluster(cluster), *upgrade, *_network(cluster, network), *_policy(judged), *_files(statuses), ""]
+    sections = [
+        *_cluster(cluster),
+        *upgrade,
+        *_network(cluster, network, provenance),
+        *_policy(judged),
+        *_files(statuses),
+        "",
+    ]
     head = "\n".join(sections)
     tail = "\n".join(["", *_provenance(provenance), ""])
     return head + _diff_block(diff, MAX_BODY - len(head) - len(tail)) + tail
@@ -117,9 +150,8 @@ def _upgrade(cluster: ClusterSpec, current: str | None) -> list[str]:
     ]
 
 
-def _network(cluster: ClusterSpec, network: NetworkResult) -> list[str]:
+def _network(cluster: ClusterSpec, network: NetworkResult, provenance: Provenance) -> list[str]:
     out = network.outputs
-    changes = network.changes
     zones = sorted({s.zone for s in out.subnets})
     lines = [
         "## Network (Terraform)",
@@ -139,11 +171,24 @@ def _network(cluster: ClusterSpec, network: NetworkResult) -> list[str]:
         "",
         f"- VPC endpoints: {endpoints}",
         f"- Bastion: {bastion}",
-        f"- Terraform: {changes.add} to add, {changes.change} to change, {changes.destroy} to destroy "
-        f"(state serial {network.state_serial})",
+        f"- Terraform: {_terraform(provenance)}",
         "",
     ]
     return lines
+
+
+def _terraform(provenance: Provenance) -> str:
+    """What the run that made the head applied; a later run that commits nothing does not rewrite it."""
+    serial = "" if provenance.state_serial is None else f"state serial {provenance.state_serial}"
+    if provenance.network_changes is None:
+        return serial or "no record of the run's changes on the head commit"
+    return f"{provenance.network_changes} when the head was committed" + (f" ({serial})" if serial else "")
+
+
+def network_changes(network: NetworkResult) -> str:
+    """Terraform's changes of a run, as the head commit's trailer records them."""
+    changes = network.changes
+    return f"{changes.add} to add, {changes.change} to change, {changes.destroy} to destroy"
 
 
 def subnet_table(outputs: NetworkOutputs) -> list[str]:

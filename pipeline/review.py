@@ -7,7 +7,7 @@ fast-forwards main to the very commit they approved, which the fleet's key signe
 
 from __future__ import annotations
 
-from pipeline import github
+from pipeline import fleet, git, github, pr_body, signing
 from pipeline.config import Settings
 from pipeline.errors import BadInput
 
@@ -31,19 +31,26 @@ def client(settings: Settings) -> github.Client:
 
 
 def check(settings: Settings) -> None:
-    """Everything a GitHub review needs that can be checked before anything runs."""
-    repository(settings)
-    client(settings)
-
-
-def open_pull_request(settings: Settings, branch: str, title: str, body: str, changed: bool) -> github.PullRequest:
-    """Open the branch's pull request, or update the open one; unchanged content leaves it alone."""
+    """Everything a GitHub review needs, checked before anything runs: a bad token or a repository it
+    cannot write costs one call, before Terraform or a push."""
     owner, name = repository(settings)
-    gh = client(settings)
-    if not changed:
-        existing = gh.find_open_pull(owner, name, branch, BASE)
-        if existing is not None:
-            return existing
+    client(settings).check_push_access(owner, name)
+
+
+def provenance(checkout: git.Checkout, head: str) -> pr_body.Provenance:
+    """What the review branch's head records of the run that made it, and the trusted key that signed it."""
+    main_keys = fleet.keys_at(checkout, git.upstream(fleet.MAIN))
+    signer = signing.verify_commit(checkout.path, head, main_keys)
+    return pr_body.Provenance.of_commit(signer, git.trailers(checkout, head))
+
+
+def open_pull_request(settings: Settings, branch: str, title: str, body: str) -> github.PullRequest:
+    """Open the branch's pull request, or bring the open one's title and body to what describes its head.
+
+    Compared on every run, not only when this run committed: a run that pushed and then failed
+    before reaching GitHub leaves text describing the previous head, which the next run mends.
+    """
+    owner, name = repository(settings)
     return github.open_or_update(
-        gh, owner, name, branch, BASE, title, body, settings.github.labels, settings.github.reviewers
+        client(settings), owner, name, branch, BASE, title, body, settings.github.labels, settings.github.reviewers
     )

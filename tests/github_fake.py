@@ -62,6 +62,7 @@ class _Fault:
     headers: dict[str, str]
     body: Any
     times: int
+    method: str | None  # None: any request
 
 
 class _Answer(Exception):
@@ -86,11 +87,14 @@ class FakeGitHub:
         *,
         tokens: Mapping[str, str] | None = None,
         repos: Mapping[str, Iterable[str]] | None = None,
+        readers: Mapping[str, Iterable[str]] | None = None,
         resolve_head: Callable[[str], str | None] | None = None,
     ) -> None:
         self.tokens = dict(tokens or {TOKEN: BOT})  # token -> login
         # repository -> its collaborators (the logins that may be asked to review)
         self.repos = {name: set(users) for name, users in (repos or {REPO: (BOT, "alice", "bob")}).items()}
+        # repository -> logins that may read it but not push (GitHub's "read" role)
+        self.readers = {name: set(users) for name, users in (readers or {}).items()}
         self.heads: dict[str, str] = {}
         self.resolve_head = resolve_head or self.heads.get
         self.pulls: dict[int, _Pull] = {}
@@ -141,13 +145,18 @@ class FakeGitHub:
                 pull.requested.remove(user)
 
     def fail_next(
-        self, status: int, headers: Mapping[str, str] | None = None, body: Any = None, times: int = 1
+        self,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        times: int = 1,
+        method: str | None = None,
     ) -> None:
-        """Answer the next `times` requests (any path) with this status, headers and body."""
+        """Answer the next `times` requests (any path; only `method`'s when given) with this status, headers, body."""
         if body is None:
             body = {"message": HTTPStatus(status).phrase, "documentation_url": DOCS}
         with self._lock:
-            self._faults.append(_Fault(status, dict(headers or {}), body, times))
+            self._faults.append(_Fault(status, dict(headers or {}), body, times, method))
 
     # What tests read back.
 
@@ -176,7 +185,7 @@ class FakeGitHub:
                 "x-ratelimit-resource": "core",
             }
             try:
-                if self._faults:
+                if self._faults and self._faults[0].method in (None, method):
                     fault = self._faults[0]
                     fault.times -= 1
                     if fault.times <= 0:
@@ -199,6 +208,14 @@ class FakeGitHub:
         status = re.fullmatch(r"/repos/([^/]+/[^/]+)/(?:statuses/([0-9a-f]{40})|commits/([^/]+)/status)", path)
         if status is not None and status[1] in self.repos:
             return self._statuses(method, path, query, status, user=user, payload=payload)
+        whole = re.fullmatch(r"/repos/([^/]+/[^/]+)", path)
+        if whole is not None and method == "GET":
+            return 200, self._repository(whole[1], user), {}
+        return self._pulls_and_issues(method, path, query, user, payload)
+
+    def _pulls_and_issues(
+        self, method: str, path: str, query: dict[str, str], user: str, payload: Any
+    ) -> tuple[int, Any, dict[str, str]]:
         found = re.fullmatch(r"/repos/([^/]+/[^/]+)/(pulls|issues)(?:/(\d+)(?:/(\w+))?)?", path)
         if found is None or found[1] not in self.repos:
             raise _problem(404, "Not Found")
@@ -275,6 +292,19 @@ class FakeGitHub:
         )
         code, page, extra = self._page(path, query, list(latest.values()))
         return code, {"state": state, "sha": sha, "total_count": len(latest), "statuses": page}, extra
+
+    def _repository(self, repo: str, user: str) -> dict[str, Any]:
+        """GET /repos/{owner}/{repo}: a private repository, seen only by its collaborators and readers, with
+        the `permissions` GitHub lists for the authenticated user."""
+        push = user in self.repos.get(repo, set())
+        if not push and user not in self.readers.get(repo, set()):
+            raise _problem(404, "Not Found")
+        return {
+            "full_name": repo,
+            "private": True,
+            "default_branch": "main",
+            "permissions": {"admin": False, "maintain": False, "push": push, "triage": push, "pull": True},
+        }
 
     def _user(self, authorization: str) -> str:
         if not authorization:

@@ -9,11 +9,19 @@ from pipeline.render import render
 from tests.fixtures_render import ALL_HOLD, MANAGEMENT_CIDRS, sample_outputs, sample_spec
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-PROVENANCE = pr_body.Provenance("ABCDEF0123456789", "20261123T120000Z-abc123", None)
 
 
-def network() -> NetworkResult:
-    return NetworkResult(sample_outputs(), PlanSummary(add=22, change=0, destroy=0), state_serial=1)
+def network(add: int = 22) -> NetworkResult:
+    return NetworkResult(sample_outputs(), PlanSummary(add=add, change=0, destroy=0), state_serial=1)
+
+
+# What the head commit's trailers say of the run that made it.
+HEAD_TRAILERS = {
+    **pr_body.run_trailers("20261123T120000Z-abc123", None),
+    pr_body.CHANGES_TRAILER: pr_body.network_changes(network()),
+    pr_body.SERIAL_TRAILER: "1",
+}
+PROVENANCE = pr_body.Provenance.of_commit("ABCDEF0123456789", HEAD_TRAILERS)
 
 
 def test_a_new_cluster_body_tells_the_reviewer_everything_they_decide_on():
@@ -91,3 +99,23 @@ def test_the_body_shows_the_policy_result_and_each_reviewed_exception():
     assert "| `api.ingress-limited` | SC-7 | partner load tests | 2027-01-31 |" in text
     everything = pr_body.body(sample_spec(), network(), {}, manifests, PROVENANCE, judged=ALL_HOLD)
     assert f"{len(policy.RULES)} of {len(policy.RULES)} rules hold" in everything
+
+
+def test_a_later_run_that_reads_the_same_head_writes_the_same_text():
+    """The body describes the head commit: a run that committed nothing (Terraform changed nothing, or
+    mended drift) leaves the text of the run that made the head, which that head's trailers record."""
+    cluster = sample_spec()
+    manifests = render(cluster, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
+    made = pr_body.body(cluster, network(), {}, manifests, PROVENANCE, judged=ALL_HOLD)
+    rerun = pr_body.body(cluster, network(add=0), {}, manifests, PROVENANCE, judged=ALL_HOLD)
+    assert rerun == made
+    assert "- Terraform: 22 to add, 0 to change, 0 to destroy when the head was committed (state serial 1)" in made
+
+
+def test_a_head_made_before_its_changes_were_recorded_says_so():
+    old = pr_body.Provenance.of_commit("ABCDEF0123456789", {pr_body.RUN_TRAILER: "run-0"})
+    cluster = sample_spec()
+    manifests = render(cluster, sample_outputs(), TEMPLATES, MANAGEMENT_CIDRS)
+    text = pr_body.body(cluster, network(), {}, manifests, old, judged=ALL_HOLD)
+    assert "- Terraform: no record of the run's changes on the head commit" in text
+    assert "Pipeline run `run-0`" in text

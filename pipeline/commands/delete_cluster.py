@@ -32,8 +32,8 @@ def run(name: str, review_mode: str, force: bool, settings: Settings, reporter: 
             with reporter.stage("remove"):
                 run_id = str(record.record["run"])
                 signer = signing.signer_for(settings)
-                provenance = pr_body.Provenance(signer.fingerprint, run_id, pr_body.workflow_run_url(os.environ))
-                removal = delete.propose_removal(standing, review_mode, settings, signer, provenance)
+                trailers = pr_body.run_trailers(run_id, pr_body.workflow_run_url(os.environ))
+                removal = delete.propose_removal(standing, review_mode, settings, signer, trailers)
                 _report_removal(reporter, removal)
             record.stage(
                 "remove",

@@ -109,13 +109,12 @@ def run(
             on_main_already = mine_on_main == {m.path: m.content for m in manifests.files}
             if review_mode == "github" and not on_main_already:
                 with reporter.stage("review"):
-                    provenance = pr_body.Provenance(signer.fingerprint, run_id, pr_body.workflow_run_url(os.environ))
+                    provenance = review.provenance(checkout, outcome.commit)
                     pull = review.open_pull_request(
                         settings,
                         outcome.branch,
                         pr_body.title(cluster, new=not mine_on_main),
                         pr_body.body(cluster, result, mine_on_main, manifests, provenance, judged=judged),
-                        outcome.changed,
                     )
                     reporter.info(f"pull request #{pull.number}: {pull.url}")
                 record.stage("review", manifests.fingerprint(), {"pull_request": pull.url})
@@ -216,10 +215,11 @@ def _resuming(
 
 def _trailers(run_id: str, cluster: ClusterSpec, result: NetworkResult) -> dict[str, str]:
     return {
-        "Pipeline-Run": run_id,
+        **pr_body.run_trailers(run_id, pr_body.workflow_run_url(os.environ)),
         "Spec-Fingerprint": cluster.fingerprint(),
         "Network-Fingerprint": result.outputs.fingerprint(),
-        "State-Serial": str(result.state_serial),
+        pr_body.SERIAL_TRAILER: str(result.state_serial),
+        pr_body.CHANGES_TRAILER: pr_body.network_changes(result),
     }
 
 
