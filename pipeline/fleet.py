@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import atomic_file, git, github, yaml_docs
+from pipeline import atomic_file, git, github, management, yaml_docs
 from pipeline.config import PROJECT_ROOT, Settings, is_git_url
 from pipeline.errors import BadInput, FleetFileInvalid
 from pipeline.model import Manifest, Manifests
@@ -65,6 +65,12 @@ by hand: the management cluster's Flux pulls it and applies what it finds on `ma
   root Flux Kustomization at `./flux`, set the GitRepository's `spec.url` and the Provider's
   `spec.address` to this repository's address where they hold a placeholder, and create the
   Secret `{token}` (key `token`: a GitHub token that may write commit statuses).
+- `flux/management/`: the management cluster's own desired state. cert-manager and the Cluster API
+  Operator (Helm releases), then the Cluster API providers it installs (core, kubeadm bootstrap and
+  control plane, AWS), pinned to the versions the pipeline renders for; `verify` reports any other.
+  CAPA's AWS credentials come from the Secret `capa-variables` (namespace capa-system), never from git.
+- `flux/flux-system/`: where `flux bootstrap git --path=./flux` writes Flux itself. Its kustomization.yaml
+  makes that bootstrap's GitRepository verify signatures like the fleet's own; bootstrap keeps it.
 
 ## Settings and exceptions
 
@@ -138,6 +144,7 @@ def initial_files(
         ),
         SYSTEM_KUSTOMIZATION: system_kustomization([key_file]),
         f"flux/system/{key_file}": public_key,
+        **management.files(TRUSTED_KEYS_REF),
     }
 
 

@@ -26,6 +26,7 @@ SOURCE_CONTROLLER = ("fluxcd/source-controller", "092bcff3c9c3f258a44310507201d2
 KUSTOMIZE_CONTROLLER = ("fluxcd/kustomize-controller", "1324b615da01038e2859cbcde604bd5434f21933")  # v1.9.4
 HELM_CONTROLLER = ("fluxcd/helm-controller", "372c34e2b4a455d24ef6cbb8321c82c4533dbbd8")  # v1.6.3
 NOTIFICATION_CONTROLLER = ("fluxcd/notification-controller", "0b6fcb118ea64a36d7ca7d29904e4f5075be87bc")  # v1.9.3
+CAPI_OPERATOR = ("kubernetes-sigs/cluster-api-operator", "d32c1c2a0bd227e2a49e8c3db9c7ef6b131ec11f")  # v0.28.0
 UPSTREAM = "https://raw.githubusercontent.com"
 
 Schema = Mapping[str, Any]
@@ -125,6 +126,30 @@ PINNED: tuple[PinnedCrd, ...] = (
         "config/crd/bases/notification.toolkit.fluxcd.io_alerts.yaml",
         "notification.toolkit.fluxcd.io/notification.toolkit.fluxcd.io_alerts.yaml",
         "2b8f79249b39881bd23c49868f114c44c6e632dfcda451da576adfa16c64226f",
+    ),
+    PinnedCrd(
+        CAPI_OPERATOR,
+        "config/crd/bases/operator.cluster.x-k8s.io_coreproviders.yaml",
+        "operator.cluster.x-k8s.io/operator.cluster.x-k8s.io_coreproviders.yaml",
+        "bfe9514f2e84765fc2c25190e133933f930e8af4fe0d8812742b4244d1578463",
+    ),
+    PinnedCrd(
+        CAPI_OPERATOR,
+        "config/crd/bases/operator.cluster.x-k8s.io_bootstrapproviders.yaml",
+        "operator.cluster.x-k8s.io/operator.cluster.x-k8s.io_bootstrapproviders.yaml",
+        "a8404b87f8700423afeecd86cacbf4727851fc16984571a617870aea603eecca",
+    ),
+    PinnedCrd(
+        CAPI_OPERATOR,
+        "config/crd/bases/operator.cluster.x-k8s.io_controlplaneproviders.yaml",
+        "operator.cluster.x-k8s.io/operator.cluster.x-k8s.io_controlplaneproviders.yaml",
+        "ec67e9050d7ebb0a0cee187f36be06dd1b9bc816bcb4addf39f588e95e98bc34",
+    ),
+    PinnedCrd(
+        CAPI_OPERATOR,
+        "config/crd/bases/operator.cluster.x-k8s.io_infrastructureproviders.yaml",
+        "operator.cluster.x-k8s.io/operator.cluster.x-k8s.io_infrastructureproviders.yaml",
+        "ad94514ae8407a901b3b13a9fa20e9285092cc907a262ef5c1d3d9d3562cf908",
     ),
 )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline import fleet, git, policy, policy_exceptions, process, upgrades, yaml_docs
+from pipeline import fleet, git, management, policy, policy_exceptions, process, upgrades, yaml_docs
 from pipeline.config import Settings
 from pipeline.errors import CommandFailed, FleetFileInvalid, SigningError
 from pipeline.model import Manifests
@@ -61,6 +61,8 @@ def verify_fleet(
         in_force = git.read_file(checkout, main_head, policy_exceptions.FILE)
         proposed = git.read_file(checkout, head, policy_exceptions.FILE)
         declared = git.list_files(checkout, head, fleet.FLUX_CLUSTERS_DIR)
+        managed = git.read_tree(checkout, head, management.MANAGEMENT_DIR)
+        bootstrap = git.read_file(checkout, head, management.BOOTSTRAP_KUSTOMIZATION)
     unchecked: set[str] = set()
     found, cel = validate_each(clusters, schemas, ())
     findings.extend(found)
@@ -71,6 +73,7 @@ def verify_fleet(
     findings.extend(schema_findings(system, schemas))
     findings.extend(_check_flux_clusters(declared, [n.cluster for n in index], clusters))
     findings.extend(_check_policy(clusters, in_force, proposed))
+    findings.extend(_check_management(managed, bootstrap, schemas))
     return Verification(ref, head, signer, tuple(n.cluster for n in index), tuple(findings), tuple(sorted(unchecked)))
 
 
@@ -87,6 +90,22 @@ def _check_policy(clusters: Sequence[Manifests], in_force: str | None, proposed:
     yield from (policy_exceptions.expiry_finding(e) for e in policy_exceptions.expired(checked, today))
     found = [finding for cluster in clusters for finding in policy.check_manifests(cluster)]
     yield from (str(finding) for finding in policy_exceptions.judge(found, exceptions, today).findings)
+
+
+def _check_management(files: Mapping[str, str], bootstrap: str | None, schemas: Schemas) -> Iterator[str]:
+    """The management cluster's part of the fleet, like a cluster's: each folder builds, each object fits its CRD,
+    the providers are the versions this pipeline renders for, and Flux's bootstrap source verifies signatures."""
+    if not files:
+        yield (
+            f"{management.MANAGEMENT_DIR.rstrip('/')}: missing; the management cluster would have no Cluster API "
+            "providers: restore it from the pipeline's first commit"
+        )
+    else:
+        for folder in management.FOLDERS:
+            yield from _kustomize_build(files, folder)
+        yield from schema_findings(files, schemas)
+        yield from management.version_findings(files)
+    yield from management.bootstrap_findings(bootstrap, fleet.TRUSTED_KEYS_REF)
 
 
 def _clusters_touched(paths: Sequence[str]) -> set[str]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import config, git, signing
+from pipeline import config, fleet, git, management, signing
 from pipeline.approve import approve_cluster
 from pipeline.errors import BadInput, GitConflict, SigningError
 from pipeline.model import Manifest, Manifests
@@ -72,6 +72,7 @@ def test_a_change_replaces_the_clusters_files(settings: config.Settings, fleet_s
         "clusters/demo/kustomization.yaml",
         "fleet.yaml",
         "flux/clusters/demo.yaml",
+        *sorted(management.files(fleet.TRUSTED_KEYS_REF)),
         "flux/system/gitrepository.yaml",
         "flux/system/health.yaml",
         f"flux/system/keys/{fleet_signer.fingerprint}.asc",

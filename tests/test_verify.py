@@ -6,7 +6,7 @@ from collections.abc import Mapping
 import pytest
 import yaml
 
-from pipeline import fleet, git
+from pipeline import fleet, git, management
 from pipeline.commands import verify as verify_command
 from pipeline.config import PROJECT_ROOT, Settings
 from pipeline.render import render
@@ -178,3 +178,48 @@ def test_a_branch_that_skips_a_minor_against_main_is_a_finding(
         "at a time; upgrade to v1.32.x then v1.33.x, merging each",
     )
     assert one_up.findings == ()
+
+
+def test_a_branch_that_changes_the_management_cluster_is_checked_like_a_cluster(
+    settings: Settings, fleet_signer: Signer, schemas: Schemas
+) -> None:
+    first = fleet.initial_files("KEY", "F" * 40)
+    providers = f"{management.PROVIDERS_DIR}providers.yaml"
+    bumped = first[providers].replace("v2.10.0", "v2.11.0").replace("  version: v1.11.3\n", "  versoin: v1.11.3\n", 1)
+    unverified = first[management.BOOTSTRAP_KUSTOMIZATION].split("patches:")[0]
+    operator = f"{management.OPERATOR_DIR}kustomization.yaml"
+    push_signed(
+        settings,
+        fleet_signer,
+        {providers: bumped, management.BOOTSTRAP_KUSTOMIZATION: unverified, operator: "resources: [gone.yaml]\n"},
+        branch="management/bump",
+    )
+
+    findings = verify_fleet(settings, schemas, "management/bump").findings
+
+    assert findings[0].startswith("flux/management/operator: kubectl kustomize fails: ")
+    assert "gone.yaml" in findings[0]
+    assert findings[1:] == (
+        f"{providers}: CoreProvider/cluster-api .spec.versoin: unknown field",
+        f"{providers}: CoreProvider/cluster-api spec.version is unset; this pipeline renders manifests for v1.11.3: "
+        "set it back, or upgrade the pipeline that pins it",
+        f"{providers}: InfrastructureProvider/aws spec.version is 'v2.11.0'; this pipeline renders manifests for "
+        "v2.10.0: set it back, or upgrade the pipeline that pins it",
+        "flux/flux-system/kustomization.yaml: GitRepository flux-system would not verify signatures against "
+        "fleet-signing-keys; restore the patch that sets spec.verify on GitRepository flux-system",
+    )
+    assert verify_fleet(settings, schemas).findings == ()
+
+
+def test_a_fleet_without_its_management_part_is_a_finding(
+    settings: Settings, fleet_signer: Signer, schemas: Schemas
+) -> None:
+    gone = tuple(path for path in fleet.initial_files("KEY", "F" * 40) if path.startswith("flux/management/"))
+    push_signed(settings, fleet_signer, {}, branch="management/drop", drop=gone)
+
+    findings = verify_fleet(settings, schemas, "management/drop").findings
+
+    assert findings == (
+        "flux/management: missing; the management cluster would have no Cluster API providers: "
+        "restore it from the pipeline's first commit",
+    )

@@ -1,0 +1,196 @@
+"""The management cluster's part of the fleet: what the first commit declares, checked by the real CRDs and kubectl."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline import fleet, management, yaml_docs
+from pipeline.config import PROJECT_ROOT
+from pipeline.render import render
+from pipeline.schemas import Schemas
+from pipeline.validate import schema_findings
+from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec, schemas_from
+
+KEYS = fleet.TRUSTED_KEYS_REF
+
+
+@pytest.fixture
+def schemas() -> Schemas:
+    return schemas_from(os.environ["PIPELINE_CRDS_DIR"])
+
+
+@pytest.fixture
+def first_commit() -> dict[str, str]:
+    return fleet.initial_files("KEY", "F" * 40)
+
+
+def objects(files: Mapping[str, str], prefix: str = "") -> list[dict[str, Any]]:
+    return [
+        doc
+        for path, text in sorted(files.items())
+        if path.startswith(prefix) and path.endswith(".yaml") and not path.endswith("kustomization.yaml")
+        for doc in yaml_docs.documents(text)
+        if isinstance(doc, dict) and "apiVersion" in doc
+    ]
+
+
+def built(files: Mapping[str, str], folder: str, root: Path) -> list[dict[str, Any]]:
+    """What `kubectl kustomize` makes of `folder` with `files` written under `root`."""
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text, encoding="utf-8")
+    out = subprocess.run(["kubectl", "kustomize", str(root / folder)], capture_output=True, text=True, check=True)
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def test_the_first_commit_declares_the_four_providers_through_the_operator(first_commit: dict[str, str]) -> None:
+    providers = [o for o in objects(first_commit, "flux/") if o["apiVersion"].startswith("operator.cluster.x-k8s.io/")]
+
+    declared = [(o["kind"], o["metadata"]["name"], o["metadata"]["namespace"], o["spec"]["version"]) for o in providers]
+    assert declared == [
+        ("CoreProvider", "cluster-api", "capi-system", "v1.11.3"),
+        ("BootstrapProvider", "kubeadm", "capi-kubeadm-bootstrap-system", "v1.11.3"),
+        ("ControlPlaneProvider", "kubeadm", "capi-kubeadm-control-plane-system", "v1.11.3"),
+        ("InfrastructureProvider", "aws", "capa-system", "v2.10.0"),
+    ]
+    # CAPA's credentials are a reference to a Secret made at bootstrap, in the provider's own namespace.
+    assert providers[-1]["spec"]["configSecret"] == {"name": "capa-variables", "namespace": "capa-system"}
+    assert not [o for o in objects(first_commit) if o["kind"] == "Secret"]
+
+
+def test_the_operator_runs_before_the_providers_and_after_cert_manager(first_commit: dict[str, str]) -> None:
+    flux = {o["metadata"]["name"]: o for o in objects(first_commit, management.MANAGEMENT_DIR)}
+
+    assert flux["capi-operator"]["spec"]["path"] == "./flux/management/operator"
+    assert flux["capi-providers"]["spec"]["path"] == "./flux/management/providers"
+    assert flux["capi-providers"]["spec"]["dependsOn"] == [{"name": "capi-operator"}]
+    # Ready only when what it applied is: the providers wait for the operator's release, not its mere object.
+    assert flux["capi-operator"]["spec"]["wait"] is True
+    assert flux["cluster-api-operator"]["spec"]["dependsOn"] == [{"name": "cert-manager"}]
+    for name in ("capi-operator", "capi-providers"):
+        assert flux[name]["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "fleet"}
+    charts = {
+        name: (flux[name]["spec"]["chart"]["spec"]["chart"], flux[name]["spec"]["chart"]["spec"]["version"])
+        for name in ("cert-manager", "cluster-api-operator")
+    }
+    assert charts == {
+        "cert-manager": ("cert-manager", "v1.18.2"),
+        "cluster-api-operator": ("cluster-api-operator", "0.28.0"),
+    }
+    assert flux["cluster-api-operator"]["spec"]["install"]["crds"] == "CreateReplace"
+
+
+def test_each_folder_builds_and_the_root_reaches_only_the_flux_kustomizations(
+    first_commit: dict[str, str], tmp_path: Path
+) -> None:
+    root = built(first_commit, management.MANAGEMENT_DIR, tmp_path)
+    operator = built(first_commit, management.OPERATOR_DIR, tmp_path)
+    providers = built(first_commit, management.PROVIDERS_DIR, tmp_path)
+    bootstrap = built(first_commit, management.BOOTSTRAP_DIR, tmp_path)
+
+    # The root Kustomization on ./flux must not apply provider objects before the operator's CRDs exist.
+    assert [(o["kind"], o["metadata"]["name"]) for o in root] == [
+        ("Kustomization", "capi-operator"),
+        ("Kustomization", "capi-providers"),
+    ]
+    assert sorted(o["kind"] for o in operator) == ["HelmRelease", "HelmRelease", "HelmRepository", "HelmRepository"]
+    assert sorted(o["kind"] for o in providers) == [
+        "BootstrapProvider",
+        "ControlPlaneProvider",
+        "CoreProvider",
+        "InfrastructureProvider",
+        *["Namespace"] * 4,
+    ]
+    assert bootstrap == []  # placeholders until flux bootstrap writes Flux's manifests there
+
+
+def test_bootstraps_gitrepository_verifies_against_the_fleets_keys(
+    first_commit: dict[str, str], tmp_path: Path
+) -> None:
+    # What flux bootstrap writes into gotk-sync.yaml, in the shape it writes it.
+    sync = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": "flux-system", "namespace": "flux-system"},
+        "spec": {"interval": "1m0s", "ref": {"branch": "main"}, "secretRef": {"name": "flux-system"}, "url": "x"},
+    }
+    files = {**first_commit, f"{management.BOOTSTRAP_DIR}gotk-sync.yaml": yaml.safe_dump(sync)}
+
+    (source,) = built(files, management.BOOTSTRAP_DIR, tmp_path)
+
+    assert source["spec"]["verify"] == {"mode": "HEAD", "secretRef": {"name": KEYS}}
+    assert management.bootstrap_findings(first_commit[management.BOOTSTRAP_KUSTOMIZATION], KEYS) == []
+
+
+def test_the_objects_fit_the_operator_and_flux_crds_strictly(first_commit: dict[str, str], schemas: Schemas) -> None:
+    managed = {path: text for path, text in first_commit.items() if path.startswith(management.MANAGEMENT_DIR)}
+    kinds = {(o["apiVersion"], o["kind"]) for o in objects(managed) if o["apiVersion"] != "v1"}
+
+    assert schema_findings(managed, schemas) == []
+    # Each was judged by a CRD schema, none passed over as unknown.
+    assert all(schemas.checker(kind) is not None for kind in kinds), kinds - set(schemas.served)
+    assert ("operator.cluster.x-k8s.io/v1alpha2", "InfrastructureProvider") in kinds
+
+
+def test_a_provider_that_breaks_its_crd_is_reported_field_by_field(
+    first_commit: dict[str, str], schemas: Schemas
+) -> None:
+    path = f"{management.PROVIDERS_DIR}providers.yaml"
+    extra = "  patches: []\n  manifestPatches: []\n"
+    text = first_commit[path].replace("  version: v2.10.0\n", "  versoin: v2.10.0\n" + extra)
+
+    findings = schema_findings({path: text}, schemas)
+
+    assert findings == [
+        f"{path}: InfrastructureProvider/aws .spec.versoin: unknown field",
+    ]
+    both = first_commit[path].replace("  version: v2.10.0\n", "  version: v2.10.0\n" + extra)
+    assert schema_findings({path: both}, schemas) == [
+        f"{path}: InfrastructureProvider/aws .spec: Cannot set both 'patches' and 'manifestPatches'"
+    ]
+
+
+def test_a_changed_or_missing_pin_is_reported(first_commit: dict[str, str]) -> None:
+    managed = {path: text for path, text in first_commit.items() if path.startswith(management.MANAGEMENT_DIR)}
+    providers = f"{management.PROVIDERS_DIR}providers.yaml"
+    operator = f"{management.OPERATOR_DIR}cluster-api-operator.yaml"
+    assert management.version_findings(managed) == []
+
+    changed = {
+        **managed,
+        providers: managed[providers].replace("v2.10.0", "v2.11.0"),
+        operator: managed[operator].replace("version: 0.28.0", "version: 0.29.0"),
+    }
+    without_core = {**managed, providers: managed[providers].split("---\n", 1)[1]}
+
+    assert management.version_findings(changed) == [
+        f"{operator}: HelmRelease/cluster-api-operator chart version is '0.29.0'; the provider objects are checked "
+        "against the CRDs of 0.28.0: set it back",
+        f"{providers}: InfrastructureProvider/aws spec.version is 'v2.11.0'; this pipeline renders manifests for "
+        "v2.10.0: set it back, or upgrade the pipeline that pins it",
+    ]
+    assert management.version_findings(without_core) == [
+        "flux/management: no CoreProvider/cluster-api; the management cluster needs it to build the fleet's "
+        "clusters: restore it from the pipeline's first commit"
+    ]
+
+
+def test_the_pins_serve_the_api_versions_the_clusters_are_rendered_in(schemas: Schemas) -> None:
+    """The rendered Cluster API kinds are v1beta2, first served by Cluster API v1.11, and CAPA's v1beta2, which
+    CAPA v2.10 serves alone; a rendered apiVersion outside these groups would need a provider pinned here."""
+    manifests = render(sample_spec(), sample_outputs(), PROJECT_ROOT / "templates", MANAGEMENT_CIDRS)
+    rendered = {(o["apiVersion"], o["kind"]) for o in objects({m.path: m.content for m in manifests.files})}
+    capi_groups = ("cluster.x-k8s.io", "bootstrap.cluster.x-k8s.io", "controlplane.cluster.x-k8s.io")
+    capa_groups = ("infrastructure.cluster.x-k8s.io",)
+
+    cluster_api = {api for api, _ in rendered if api.split("/")[0].endswith("cluster.x-k8s.io")}
+
+    assert cluster_api == {f"{group}/v1beta2" for group in (*capi_groups, *capa_groups)}
+    assert all(schemas.checker(key) is not None for key in rendered if key[0] in cluster_api)
