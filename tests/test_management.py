@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from pipeline import fleet, management, yaml_docs
+from pipeline import cli, fleet, management, yaml_docs
 from pipeline.config import PROJECT_ROOT
 from pipeline.render import render
 from pipeline.schemas import Schemas
@@ -194,3 +196,119 @@ def test_the_pins_serve_the_api_versions_the_clusters_are_rendered_in(schemas: S
 
     assert cluster_api == {f"{group}/v1beta2" for group in (*capi_groups, *capa_groups)}
     assert all(schemas.checker(key) is not None for key in rendered if key[0] in cluster_api)
+
+
+# --- the README's one-time bootstrap ---------------------------------------------------------
+
+# The flags of `flux bootstrap git`: its own (https://fluxcd.io/flux/cmd/flux_bootstrap_git/, flux2's
+# cmd/flux/bootstrap_git.go) and those every `flux bootstrap` subcommand inherits
+# (https://fluxcd.io/flux/cmd/flux_bootstrap/, flux2's cmd/flux/bootstrap.go).
+FLUX_BOOTSTRAP_GIT_FLAGS = frozenset(
+    {"url", "interval", "path", "username", "password", "silent", "allow-insecure-http"}
+    | {"author-email", "author-name", "branch", "ca-file", "cluster-domain", "commit-message-appendix"}
+    | {"components", "components-extra", "force", "gpg-key-id", "gpg-key-ring", "gpg-passphrase"}
+    | {"image-pull-secret", "log-level", "network-policy", "private-key-file", "registry", "token-auth"}
+    | {"toleration-keys", "version", "watch-all-namespaces"}
+)
+# clusterawsadm's subcommands (https://cluster-api-aws.sigs.k8s.io/clusterawsadm/clusterawsadm.html).
+CLUSTERAWSADM_COMMANDS = frozenset({("bootstrap", "credentials", "encode-as-profile")})
+SHELL_BUILTINS = frozenset({"export", "rm"})
+
+
+def management_section() -> str:
+    text = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Management cluster\n")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def shell_blocks() -> list[str]:
+    return [part.split("```", 1)[0] for part in management_section().split("```sh\n")[1:]]
+
+
+def commands() -> list[list[str]]:
+    """Each simple command of the section's shell, as words, with what $(...) runs as one more command."""
+    found: list[list[str]] = []
+    for block in shell_blocks():
+        for line in block.replace("\\\n", " ").splitlines():
+            for inner in re.findall(r"\$\(([^)]*)\)", line):
+                found.append(shlex.split(inner))
+            words = shlex.split(line, comments=True)
+            while words:
+                cut = words.index("|") if "|" in words else len(words)
+                found.append(words[:cut])
+                words = words[cut + 1 :]
+    return [c for c in found if c]
+
+
+def flags(words: Sequence[str]) -> list[str]:
+    return [w[2:].split("=", 1)[0] for w in words if w.startswith("--")]
+
+
+def test_the_bootstrap_is_valid_shell() -> None:
+    for block in shell_blocks():
+        subprocess.run(["bash", "-n"], input=block, text=True, check=True)
+
+
+def test_every_bootstrap_command_is_real_with_its_real_flags() -> None:
+    programs = []
+    for words in commands():
+        program = words[0]
+        programs.append(program)
+        if words[:3] == ["python", "-m", "pipeline"]:
+            cli._parser().parse_args(words[3:])  # exits 2, failing the test, on an unknown command or flag
+        elif program == "flux":
+            assert words[1:3] == ["bootstrap", "git"], words
+            assert set(flags(words)) <= FLUX_BOOTSTRAP_GIT_FLAGS, set(flags(words)) - FLUX_BOOTSTRAP_GIT_FLAGS
+        elif program == "clusterawsadm":
+            assert tuple(words[1:]) in CLUSTERAWSADM_COMMANDS, words
+        elif program == "kubectl":
+            # `--help` after the words prints the help of the deepest subcommand they name, flags and all.
+            subcommand = [w for w in words[1:] if not w.startswith("-")]
+            usage = subprocess.run(["kubectl", *subcommand, "--help"], capture_output=True, text=True, check=True)
+            known = (
+                usage.stdout + subprocess.run(["kubectl", "options"], capture_output=True, text=True, check=True).stdout
+            )
+            for flag in flags(words):
+                assert f"--{flag}=" in known, (words, flag)
+        elif program == "gpg":
+            options = subprocess.run(["gpg", "--dump-options"], capture_output=True, text=True, check=True).stdout
+            assert all(f"--{flag}" in options.split() for flag in flags(words)), words
+        elif program == "git":
+            # `git SUBCOMMAND -h` prints its usage and exits 129.
+            git_usage = subprocess.run(["git", words[1], "-h"], capture_output=True, text=True, check=False).stdout
+            assert all(f"--{flag}" in git_usage for flag in flags(words)), words
+        else:
+            assert program in SHELL_BUILTINS, words
+    assert {"python", "flux", "kubectl", "gpg", "git", "clusterawsadm"} <= set(programs)
+
+
+def test_the_hand_made_trusted_keys_are_the_secret_flux_system_generates(
+    first_commit: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's kubectl command, run against the fleet's own files, makes the Secret kustomize makes."""
+    (create,) = [
+        words for words in commands() if words[:3] == ["kubectl", "create", "secret"] and "fleet-signing-keys" in words
+    ]
+    fleet_dir = tmp_path / "fleet"
+    generated = [o for o in built(first_commit, fleet.SYSTEM_DIR, fleet_dir) if o["kind"] == "Secret"]
+    by_hand = subprocess.run(
+        create, cwd=tmp_path, capture_output=True, text=True, check=True, env={**os.environ, "KUBECONFIG": "/dev/null"}
+    )
+
+    made = yaml.safe_load(by_hand.stdout)
+    assert (made["metadata"]["name"], made["metadata"]["namespace"], made["data"]) == (
+        generated[0]["metadata"]["name"],
+        generated[0]["metadata"]["namespace"],
+        generated[0]["data"],
+    )
+    assert made["metadata"]["name"] == fleet.TRUSTED_KEYS_REF
+
+
+def test_the_credentials_secret_is_the_one_the_provider_names() -> None:
+    (create,) = [
+        words for words in commands() if words[:3] == ["kubectl", "create", "secret"] and "capa-variables" in words
+    ]
+
+    assert create[4] == management.CREDENTIALS_SECRET
+    assert f"--namespace={management.PROVIDERS[-1].namespace}" in create
+    assert any(w.startswith(f"--from-literal={management.CREDENTIALS_KEY}=") for w in create)
