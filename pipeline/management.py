@@ -69,6 +69,10 @@ PROVIDERS: tuple[Provider, ...] = (
 _INFRASTRUCTURE = PROVIDERS[-1]
 
 _OPERATOR_FILE = f"{OPERATOR_DIR}cluster-api-operator.yaml"
+_VERIFIED_SOURCES = (
+    {"kind": "GitRepository", "name": FLEET_SOURCE},
+    {"kind": "GitRepository", "name": FLEET_SOURCE, "namespace": FLUX_NAMESPACE},
+)
 
 
 def files(trusted_keys_secret: str) -> dict[str, str]:
@@ -149,6 +153,19 @@ def version_findings(found: Mapping[str, str]) -> list[str]:
                 "the fleet's clusters: restore it from the pipeline's first commit"
             )
     return findings
+
+
+def source_findings(found: Mapping[str, str]) -> list[str]:
+    """Each Flux Kustomization under flux/management that would apply from another source than the verified one:
+    what it applies would not be checked for signatures."""
+    return [
+        f"{path}: Kustomization/{_name(doc)} spec.sourceRef must be the GitRepository '{FLEET_SOURCE}', "
+        "whose commits Flux verifies"
+        for path, doc in _documents(found)
+        if doc.get("kind") == "Kustomization"
+        and str(doc.get("apiVersion", "")).startswith("kustomize.toolkit.fluxcd.io/")
+        and _field(doc, "spec", "sourceRef") not in _VERIFIED_SOURCES
+    ]
 
 
 def bootstrap_findings(found: str | None, trusted_keys_secret: str) -> list[str]:

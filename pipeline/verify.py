@@ -94,7 +94,8 @@ def _check_policy(clusters: Sequence[Manifests], in_force: str | None, proposed:
 
 def _check_management(files: Mapping[str, str], bootstrap: str | None, schemas: Schemas) -> Iterator[str]:
     """The management cluster's part of the fleet, like a cluster's: each folder builds, each object fits its CRD,
-    the providers are the versions this pipeline renders for, and Flux's bootstrap source verifies signatures."""
+    the providers are the versions this pipeline renders for, everything is applied from the verified source, and
+    Flux's bootstrap source verifies signatures."""
     if not files:
         yield (
             f"{management.MANAGEMENT_DIR.rstrip('/')}: missing; the management cluster would have no Cluster API "
@@ -105,6 +106,7 @@ def _check_management(files: Mapping[str, str], bootstrap: str | None, schemas: 
             yield from _kustomize_build(files, folder)
         yield from schema_findings(files, schemas)
         yield from management.version_findings(files)
+        yield from management.source_findings(files)
     yield from management.bootstrap_findings(bootstrap, fleet.TRUSTED_KEYS_REF)
 
 

@@ -312,3 +312,17 @@ def test_the_credentials_secret_is_the_one_the_provider_names() -> None:
     assert create[4] == management.CREDENTIALS_SECRET
     assert f"--namespace={management.PROVIDERS[-1].namespace}" in create
     assert any(w.startswith(f"--from-literal={management.CREDENTIALS_KEY}=") for w in create)
+
+
+def test_a_flux_kustomization_from_another_source_is_reported(first_commit: dict[str, str]) -> None:
+    path = f"{management.MANAGEMENT_DIR}kustomizations.yaml"
+    managed = {p: t for p, t in first_commit.items() if p.startswith(management.MANAGEMENT_DIR)}
+    assert management.source_findings(managed) == []
+    # The second Kustomization, capi-providers, reads from a GitRepository that verifies nothing.
+    head, tail = managed[path].split("---\n")
+    unverified = {**managed, path: head + "---\n" + tail.replace("name: fleet", "name: unsigned")}
+
+    assert management.source_findings(unverified) == [
+        f"{path}: Kustomization/capi-providers spec.sourceRef must be the GitRepository 'fleet', "
+        "whose commits Flux verifies"
+    ]
