@@ -399,6 +399,9 @@ spec:
   ref:
     branch: main
   url: {url}
+  # The credentials that `flux bootstrap` stores for the same repository (its deploy key).
+  secretRef:
+    name: flux-system
   verify:
     mode: HEAD
     secretRef:

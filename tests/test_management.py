@@ -326,3 +326,14 @@ def test_a_flux_kustomization_from_another_source_is_reported(first_commit: dict
         f"{path}: Kustomization/capi-providers spec.sourceRef must be the GitRepository 'fleet', "
         "whose commits Flux verifies"
     ]
+
+
+def test_the_fleets_source_reads_with_the_credentials_bootstrap_stores(first_commit: dict[str, str]) -> None:
+    path = "flux/system/gitrepository.yaml"
+    (source,) = objects({path: first_commit[path]})
+    (bootstrap,) = [words for words in commands() if words[:3] == ["flux", "bootstrap", "git"]]
+
+    # flux bootstrap stores the repository's credentials in the Secret named by --secret-name, "flux-system".
+    assert not [w for w in bootstrap if w.startswith("--secret-name")]
+    assert source["spec"]["secretRef"] == {"name": "flux-system"}
+    assert source["spec"]["verify"] == {"mode": "HEAD", "secretRef": {"name": KEYS}}
