@@ -71,6 +71,7 @@ class World:
     history: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)  # the error line of each run that was blocked
     clones: list[int] = field(default_factory=list)  # git clones each run made, in order
+    plan_hashes: list[str] = field(default_factory=list)  # the hash each plan printed, in order
 
     @property
     def fleet(self) -> Path:

@@ -1,15 +1,17 @@
 Feature: A cluster's whole life: plan, update, delete, and several at once
 
-  Scenario: Plan shows a change and writes nothing; the update then commits only that change
+  Scenario: Plan shows a change and writes nothing; only the plan reviewed is applied, and only that change
     Given an empty fleet
     And a spec for "life" with 2 replicas in pool "default"
-    And I ran new-cluster "life" with that spec and approved it
+    And I planned "life", ran new-cluster with that plan's hash and approved it
     When the spec for "life" asks for 5 replicas in pool "default"
     And I plan "life" with that spec
     Then the plan exits with the changes code
     And the plan shows pool "default" going from 2 to 5 replicas and no network change
     And nothing was written by the plan
-    When I run new-cluster "life" with that spec
+    When I run new-cluster "life" with that spec, expecting the first plan's hash
+    Then the run refuses as the plan differs, having applied and committed nothing
+    When I run new-cluster "life" with that spec, expecting the last plan's hash
     Then the run succeeds
     And the new commit on "cluster/life" changes only "clusters/life/workers.yaml"
     And branch "cluster/life" holds a commit signed by a trusted key

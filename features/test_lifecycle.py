@@ -57,6 +57,58 @@ def created_and_approved(world: World, name: str) -> None:
     world.vpc = vpc_of(world, name)
 
 
+def plan_hash(world: World) -> str:
+    """The hash the last plan printed, remembered for the runs that apply it."""
+    assert world.last is not None
+    printed = re.search(r"^Plan hash: (sha256:[0-9a-f]{64})$", world.last.stdout, re.MULTILINE)
+    assert printed is not None, world.last.stdout
+    world.plan_hashes.append(printed[1])
+    return printed[1]
+
+
+def vpc_count(world: World) -> int:
+    return len(ec2(world).describe_vpcs()["Vpcs"])
+
+
+def applied(world: World, name: str) -> dict[str, object]:
+    """What an apply or a commit would change: the fleet's refs, the state object's versions, the VPCs.
+    The lock file beside the state is left out: a refused run's plan takes the lock, as an apply's does."""
+    key = f"clusters/{name}/network.tfstate"
+    listed = s3(world).list_object_versions(Bucket=STATE_BUCKET, Prefix=key).get("Versions", [])
+    state = sorted(v["VersionId"] for v in listed if v["Key"] == key)
+    return {"refs": world.refs(), "state": state, "vpcs": vpc_count(world)}
+
+
+@given(parsers.parse('I planned "{name}", ran new-cluster with that plan\'s hash and approved it'))
+def planned_created_and_approved(world: World, name: str) -> None:
+    # The network does not exist yet: the plan saved to a file is what the run applies, whole.
+    planned = world.pipeline("plan", name, "--spec", str(spec_path(world, name)))
+    assert planned.returncode == 4, planned.stderr
+    created = world.pipeline(
+        "new-cluster", name, "--spec", str(spec_path(world, name)), "--expect-plan", plan_hash(world)
+    )
+    assert created.returncode == 0, created.stderr
+    approved = world.pipeline("approve", name)
+    assert approved.returncode == 0, approved.stderr
+    world.vpc = vpc_of(world, name)
+
+
+@when(parsers.parse('I run new-cluster "{name}" with that spec, expecting the {which} plan\'s hash'))
+def new_cluster_expecting(world: World, name: str, which: str) -> None:
+    world.before = applied(world, name)
+    expected = world.plan_hashes[0 if which == "first" else -1]
+    world.pipeline("new-cluster", name, "--spec", str(spec_path(world, name)), "--expect-plan", expected)
+
+
+@then("the run refuses as the plan differs, having applied and committed nothing")
+def refused_as_the_plan_differs(world: World) -> None:
+    assert world.last is not None
+    assert world.last.returncode == 5, world.last.stderr
+    assert f"not the reviewed {world.plan_hashes[0]}; " in world.last.stderr, world.last.stderr
+    assert "nothing was applied" in world.last.stderr
+    assert world.before == applied(world, "life")
+
+
 @when(parsers.parse('I plan "{name}" with that spec'))
 def plan(world: World, name: str) -> None:
     journal = world.workdir / ".pipeline" / "runs" / f"{name}.json"
@@ -67,6 +119,7 @@ def plan(world: World, name: str) -> None:
         "buckets": sorted(b["Name"] for b in s3(world).list_buckets()["Buckets"]),
     }
     world.pipeline("plan", name, "--spec", str(spec_path(world, name)))
+    plan_hash(world)
 
 
 @then("the plan exits with the changes code")

@@ -16,6 +16,7 @@ from pipeline.actions import Runner
 from pipeline.commands import (
     approve,
     delete_cluster,
+    drift,
     keys,
     list_clusters,
     local,
@@ -43,6 +44,7 @@ _EXAMPLES = {
     "schemas": "example: python -m pipeline schemas fetch",
     "list": "example: python -m pipeline list --json",
     "plan": "example: python -m pipeline plan demo --spec clusters/demo.yaml --markdown > plan.md",
+    "drift": "example: python -m pipeline drift demo --spec clusters/demo.yaml --issues-repo acme/specs",
     "delete-cluster": "example: python -m pipeline delete-cluster demo --fleet ./fleet.git",
     "status": "example: python -m pipeline status demo",
     "remove-orphans": "example: python -m pipeline remove-orphans demo --spec clusters/demo.yaml",
@@ -78,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--github-repo", metavar="OWNER/NAME", help="the fleet repo on GitHub (default: from --fleet)")
 
     new.add_argument("--force", action="store_true", help="accept replacing the VPC or subnets of a running cluster")
+    new.add_argument(
+        "--expect-plan",
+        metavar="HASH",
+        help="apply only the plan that `plan` hashed to HASH (sha256:...), else refuse with exit 5, applying nothing",
+    )
     new.add_argument("--json", action="store_true", help=JSON_HELP)
 
     planned = command(
@@ -88,6 +95,16 @@ def _parser() -> argparse.ArgumentParser:
     shown = planned.add_mutually_exclusive_group()
     shown.add_argument("--markdown", action="store_true", help="print Markdown, e.g. for a pull request comment")
     shown.add_argument("--json", action="store_true", help=JSON_HELP)
+
+    drifted = command(
+        "drift", "Plan a cluster and keep its one drift issue up to date: opened, updated, closed once in sync."
+    )
+    drifted.add_argument("name", metavar="NAME")
+    drifted.add_argument("--spec", type=Path, help="cluster spec YAML (default: a small dev cluster)")
+    drifted.add_argument(
+        "--issues-repo", metavar="OWNER/NAME", help="where the drift issues live (default: $GITHUB_REPOSITORY)"
+    )
+    drifted.add_argument("--json", action="store_true", help=JSON_HELP)
 
     gone = command(
         "delete-cluster", "Delete a cluster: its signed removal for review, then (once on main) its network."
@@ -217,9 +234,11 @@ def use_color(stream: TextIO, env: Mapping[str, str]) -> bool:
 
 def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
     if args.command == "new-cluster":
-        return new_cluster.run(args.name, args.spec, args.review, settings, reporter, force=args.force)
-    if args.command == "plan":
-        return plan.run(args.name, args.spec, args.markdown, settings, reporter)
+        return new_cluster.run(
+            args.name, args.spec, args.review, settings, reporter, force=args.force, expect_plan=args.expect_plan
+        )
+    if args.command in ("plan", "drift"):
+        return _planned(args, settings, reporter)
     if args.command == "approve":
         return approve.run(None if args.keys else args.name, settings, reporter)
     if args.command == "merge":
@@ -241,6 +260,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
     if args.command == "spec":
         return _spec(args, settings, reporter)
     return local.run(args.action, settings, reporter)
+
+
+def _planned(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    if args.command == "drift":
+        return drift.run(args.name, args.spec, args.issues_repo, settings, reporter)
+    return plan.run(args.name, args.spec, args.markdown, settings, reporter)
 
 
 def _spec(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:

@@ -2,7 +2,7 @@
 
 Exit codes: 0 done (or nothing to do), 1 failed, 2 bad input, 3 blocked by a lock, a conflict or throttling,
 4 `plan` found changes (not a failure: a script tells "would change" from "nothing to do"),
-130 interrupted.
+5 the plan about to be applied is not the one reviewed (`new-cluster --expect-plan`), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BLOCKED = 3
 EXIT_CHANGES = 4  # `plan` only: the run it describes would change something
+EXIT_PLAN_DIFFERS = 5  # `new-cluster --expect-plan`: what it would apply is not what was reviewed
 EXIT_INTERRUPTED = 130
 
 
@@ -75,6 +76,12 @@ class OrphanedResources(Blocked):
 
 class RunInProgress(Blocked):
     """Another pipeline run holds this cluster."""
+
+
+class PlanDiffers(PipelineError):
+    """The plan a run is about to apply hashes differently from the reviewed one; nothing was applied."""
+
+    exit_code = EXIT_PLAN_DIFFERS
 
 
 class CommandFailed(PipelineError):

@@ -69,6 +69,15 @@ class Review:
     submitted_at: str
 
 
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    url: str
+    title: str
+    body: str
+    state: str
+
+
 def repo_from_remote(url: str) -> tuple[str, str]:
     """Owner and name of a GitHub (or GitHub Enterprise) repository from its git remote URL."""
     scp = _SCP_REMOTE.match(url.strip())
@@ -203,6 +212,35 @@ class Client:
                 )
             url = self._next_page(response.headers.get("Link"))
         return found
+
+    def open_issues(self, owner: str, repo: str, label: str) -> list[Issue]:
+        """Every open issue with `label`, oldest first, every page; the pull requests that GitHub's issues
+        endpoint lists too are left out."""
+        slug = f"{owner}/{repo}"
+        query = {"labels": label, "state": "open", "sort": "created", "direction": "asc", "per_page": "100"}
+        found: list[Issue] = []
+        url: str | None = self._url(f"/repos/{slug}/issues", query)
+        while url is not None:
+            response = self._call("GET", url, slug)
+            found.extend(_issue(item) for item in response.data if "pull_request" not in item)
+            url = self._next_page(response.headers.get("Link"))
+        return found
+
+    def create_issue(self, owner: str, repo: str, title: str, body: str, labels: Sequence[str]) -> Issue:
+        slug = f"{owner}/{repo}"
+        payload = {"title": title, "body": body, "labels": list(labels)}
+        return _issue(self._call("POST", self._url(f"/repos/{slug}/issues"), slug, body=payload).data)
+
+    def update_issue(self, owner: str, repo: str, number: int, body: str) -> Issue:
+        url = self._url(f"/repos/{owner}/{repo}/issues/{number}")
+        return _issue(self._call("PATCH", url, f"{owner}/{repo}", body={"body": body}).data)
+
+    def close_issue(self, owner: str, repo: str, number: int, comment: str) -> Issue:
+        """Say why in a comment, then close the issue as completed."""
+        slug = f"{owner}/{repo}"
+        self._call("POST", self._url(f"/repos/{slug}/issues/{number}/comments"), slug, body={"body": comment})
+        closing = {"state": "closed", "state_reason": "completed"}
+        return _issue(self._call("PATCH", self._url(f"/repos/{slug}/issues/{number}"), slug, body=closing).data)
 
     def _url(self, path: str, query: Mapping[str, str] | None = None) -> str:
         return f"{self.api_url}{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
@@ -431,6 +469,16 @@ def _pull(data: Mapping[str, Any]) -> PullRequest:
         title=str(data["title"]),
         body=str(data.get("body") or ""),
         requested_reviewers=tuple(str(u["login"]) for u in data.get("requested_reviewers") or ()),
+    )
+
+
+def _issue(data: Mapping[str, Any]) -> Issue:
+    return Issue(
+        number=int(data["number"]),
+        url=str(data["html_url"]),
+        title=str(data["title"]),
+        body=str(data.get("body") or ""),
+        state=str(data["state"]),
     )
 
 

@@ -13,15 +13,25 @@ from typing import Any
 
 from pipeline import aws, machine_image, terraform
 from pipeline.config import Settings
-from pipeline.errors import BadInput, OrphanedResources, SpecError, TerraformError
+from pipeline.errors import BadInput, OrphanedResources, PlanDiffers, SpecError, TerraformError
 from pipeline.iam_names import CONTROL_PLANE_PROFILE
-from pipeline.model import AwsAccess, Bastion, NetworkOutputs, NetworkPlan, NetworkResult, PlanSummary, Subnet
+from pipeline.model import (
+    AwsAccess,
+    Bastion,
+    NetworkOutputs,
+    NetworkPlan,
+    NetworkResult,
+    PlanSummary,
+    Subnet,
+    fingerprint,
+)
 from pipeline.spec import ClusterSpec
 
 STACK = "cluster"
 VAR_FILE = "network.tfvars.json"
 STATE_LOCATION = "state-location.json"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PLAN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 # CAPA's AWSCluster names the VPC and subnets by id, and vpc.id is immutable.
 _NETWORK_TYPES = ("aws_vpc", "aws_subnet")
 _LOSSES = ("destroy", "replace")
@@ -44,6 +54,8 @@ def provision(
     force: bool = False,
     done: Mapping[str, Any] | None = None,
     zones: tuple[str, ...] | None = None,
+    expect_plan: str | None = None,
+    before_apply: Callable[[], object] | None = None,
 ) -> NetworkResult:
     """Bring the cluster's network to match the spec; unchanged inputs plan nothing and apply nothing.
 
@@ -51,7 +63,10 @@ def provision(
     running cluster's manifests name them by id. `done` is what an unfinished run journaled
     for this stage from the same spec: while the state is still at the serial it recorded,
     its outputs are taken as they are, without planning again. `zones` are those `preflight` gave,
-    when the caller ran it already.
+    when the caller ran it already. With `expect_plan`, the plan is saved to a file and applied
+    only when it hashes to `expect_plan` (`plan_hash`), and then exactly that file is applied,
+    after `before_apply`; an unfinished run's network is not taken as it is, as nothing tells
+    which plan it applied.
     """
     account = aws.caller_identity(access)
     zones = zones or preflight(spec, access)
@@ -62,25 +77,52 @@ def provision(
     var_file = _write_variables(ws.work_dir, variables(spec, zones, access))
     terraform.init(ws, backend_config(bucket, state_key(spec.name), access), on_line)
     state = _stored_state(access, bucket, spec.name)
-    if done is not None:
+    if done is not None and expect_plan is None:
         reused = _reuse(state, done)
         if reused is not None:
             return reused
     _refuse_orphans(spec.name, state, access)
-    if not any(r.get("mode") == "managed" for r in state.resources):
+    if expect_plan is None and not any(r.get("mode") == "managed" for r in state.resources):
         # Nothing built yet, so nothing a plan could lose: one apply plans and builds, as bare Terraform does.
         created = terraform.apply_unreviewed(ws, var_file, on_line)
         state = _stored_state(access, bucket, spec.name)
         return NetworkResult(network_outputs(state.outputs), created, state.serial, resources=state.resources)
     plan = terraform.plan(ws, var_file, on_line)
+    if expect_plan is not None:
+        _refuse_unreviewed(spec, plan, expect_plan)
     lost = _network_losses(plan.resources)
     if lost and not force:
         raise BadInput(_replacement_refused(lost))
+    if before_apply is not None:
+        before_apply()
     if plan.changed:
         terraform.apply(ws, plan, on_line)
         state = _stored_state(access, bucket, spec.name)
     # A plan without changes leaves the state, and so its outputs, as they were pulled.
     return NetworkResult(network_outputs(state.outputs), plan.summary, state.serial, resources=state.resources)
+
+
+def plan_hash(spec: ClusterSpec, terraform_digest: str) -> str:
+    """What new-cluster would apply for `spec`, hashed: Terraform's planned changes and the spec that the
+    manifests are rendered from (the manifests themselves need the network's ids, known after apply)."""
+    return fingerprint({"spec": spec.fingerprint(), "terraform": terraform_digest})
+
+
+def checked_plan_hash(text: str | None) -> str | None:
+    if text is not None and not _PLAN_HASH.fullmatch(text):
+        raise BadInput(
+            f"--expect-plan {text!r} is not a plan hash; pass the sha256:<64 hex digits> that `plan` printed"
+        )
+    return text
+
+
+def _refuse_unreviewed(spec: ClusterSpec, saved: terraform.Plan, expected: str) -> None:
+    found = plan_hash(spec, saved.digest)
+    if found != expected:
+        raise PlanDiffers(
+            f"cluster '{spec.name}': the plan about to be applied hashes {found}, not the reviewed {expected}; "
+            "the spec, the fleet or the network changed since that plan; nothing was applied: plan again and review it"
+        )
 
 
 def _stored_state(access: AwsAccess, bucket: str, cluster: str) -> terraform.State:
@@ -167,6 +209,7 @@ def plan(spec: ClusterSpec, access: AwsAccess, settings: Settings, on_line: Line
         replaces_network=tuple(r.address for r in _network_losses(saved.resources)),
         outputs=network_outputs(current) if current and current.values else None,
         planned=saved.planned,
+        digest=saved.digest,
     )
 
 

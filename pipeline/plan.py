@@ -30,6 +30,8 @@ _MARKS = {"add": "+", "change": "~", "destroy": "-", "replace": "-/+"}
 _FENCE = "````"  # longer than any backtick run a YAML file is likely to hold
 _TRUNCATED = "\n… diff truncated\n"
 _NOT_RENDERED = "rendered once the network exists (a new cluster has no VPC or subnet ids yet)"
+# What a workflow reads back from the comment: the cluster's name and its plan's hash, one marker per cluster.
+HASH_MARKER = "<!-- fleet-pipeline-plan-hash {name} {plan_hash} -->"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class ClusterPlan:
     @property
     def changed(self) -> bool:
         return not self.network.summary.empty or self.files is None or bool(self.files)
+
+    @property
+    def plan_hash(self) -> str:
+        """What `new-cluster --expect-plan` compares before it applies anything."""
+        return network.plan_hash(self.cluster, self.network.digest)
 
 
 def plan_cluster(
@@ -94,13 +101,15 @@ def to_text(plan: ClusterPlan) -> str:
         lines += [f"  {status:<8} {path}" for path, status in plan.files]
         lines += ["", plan.diff.rstrip("\n")]
     lines += ["", _policy_line(plan), *(f"  {finding}" for finding in plan.policy)]
-    lines += ["", _verdict(plan)]
+    lines += ["", f"Plan hash: {plan.plan_hash}", "", _verdict(plan)]
     return "\n".join(lines) + "\n"
 
 
 def to_markdown(plan: ClusterPlan, limit: int = pr_body.MAX_BODY) -> str:
     """For a pull request comment: tables, the diff folded, the whole within GitHub's size limit."""
-    lines = [f"## Plan: {_heading(plan.cluster)}", "", f"**{_verdict(plan)}**", "", "### Network (Terraform)", ""]
+    # The hash first, so that a comment cut short for its size still carries it.
+    lines = [f"## Plan: {_heading(plan.cluster)}", HASH_MARKER.format(name=plan.cluster.name, plan_hash=plan.plan_hash)]
+    lines += ["", f"**{_verdict(plan)}**", "", f"Plan hash: `{plan.plan_hash}`", "", "### Network (Terraform)", ""]
     lines += [f"{_counts(plan.network)}.", ""]
     if plan.network.resources:
         lines += ["| Resource | Action |", "|---|---|"]

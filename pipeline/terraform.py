@@ -19,7 +19,7 @@ from python_terraform import IsFlagged, Terraform
 from pipeline import aws, process, redact
 from pipeline.config import Settings
 from pipeline.errors import AwsThrottled, AwsUnavailable, PipelineError, StateLocked, TerraformError
-from pipeline.model import AwsAccess, PlanSummary
+from pipeline.model import AwsAccess, PlanSummary, fingerprint
 
 LineSink = Callable[[str], None]
 
@@ -92,6 +92,7 @@ class Plan:
     resources: tuple[ResourceChange, ...]  # every resource the plan touches, by address
     # Every managed resource as the plan leaves it ({type, address, values}); empty when nothing changes.
     planned: tuple[Mapping[str, Any], ...] = ()
+    digest: str = ""  # what an apply of the file would do, as `changes_digest` tells it
 
 
 def find_mirror(settings: Settings) -> Path | None:
@@ -259,7 +260,7 @@ def plan(
     )
     if result.returncode == 0:
         # No changes at all (-detailed-exitcode): nothing for `show -json` to describe.
-        return Plan(PlanSummary(0, 0, 0), changed=False, file=ws.plan_file, resources=())
+        return Plan(PlanSummary(0, 0, 0), changed=False, file=ws.plan_file, resources=(), digest=changes_digest({}))
     shown = json.loads(_run(ws, "show", None, str(ws.plan_file), json=IsFlagged).stdout)
     return Plan(
         summary_of(shown),
@@ -267,7 +268,48 @@ def plan(
         file=ws.plan_file,
         resources=resource_changes(shown),
         planned=tuple(planned_resources(shown)),
+        digest=changes_digest(shown),
     )
+
+
+def changes_digest(plan_json: Mapping[str, Any]) -> str:
+    """A hash of what applying the plan would do, the same for the same change on any machine and run.
+
+    Each acted-on resource's address, actions and after-values (those known only after apply
+    named as such), and each changed output's name and actions; sorted, and without the plan's
+    timestamp, Terraform's version or the variables, which name the endpoint of this session.
+    Sensitive values are hashed as a mark, not as themselves: the hash is posted publicly.
+    """
+    resources = []
+    for rc in plan_json.get("resource_changes") or []:
+        change = rc.get("change") or {}
+        if tuple(change.get("actions") or ()) in _UNCHANGED:
+            continue
+        resources.append(
+            {
+                "address": rc["address"],
+                "actions": change.get("actions"),
+                "after": _masked(change.get("after"), change.get("after_sensitive")),
+                "after_unknown": change.get("after_unknown"),
+            }
+        )
+    outputs = sorted(
+        (name, out.get("actions"))
+        for name, out in (plan_json.get("output_changes") or {}).items()
+        if tuple(out.get("actions") or ()) not in _UNCHANGED
+    )
+    return fingerprint({"resources": sorted(resources, key=lambda r: str(r["address"])), "outputs": outputs})
+
+
+def _masked(value: Any, sensitive: Any) -> Any:
+    """`value` with every part that Terraform's parallel `after_sensitive` marks true replaced by a mark."""
+    if sensitive is True:
+        return "(sensitive)"
+    if isinstance(value, Mapping) and isinstance(sensitive, Mapping):
+        return {key: _masked(item, sensitive.get(key)) for key, item in value.items()}
+    if isinstance(value, list) and isinstance(sensitive, list):
+        return [_masked(item, sensitive[i] if i < len(sensitive) else None) for i, item in enumerate(value)]
+    return value
 
 
 def planned_resources(plan_json: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:

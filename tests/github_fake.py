@@ -57,6 +57,19 @@ class _Pull:
 
 
 @dataclass
+class _Issue:
+    number: int
+    repo: str
+    author: str
+    title: str
+    body: str | None
+    labels: list[str]
+    state: str = "open"
+    state_reason: str | None = None
+    comments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class _Fault:
     status: int
     headers: dict[str, str]
@@ -98,6 +111,7 @@ class FakeGitHub:
         self.heads: dict[str, str] = {}
         self.resolve_head = resolve_head or self.heads.get
         self.pulls: dict[int, _Pull] = {}
+        self.issues: dict[int, _Issue] = {}  # numbered with the pull requests, as on GitHub
         self.statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (repo, sha) -> newest first
         self.requests: list[Recorded] = []
         self._faults: list[_Fault] = []
@@ -163,6 +177,13 @@ class FakeGitHub:
     def open_pulls(self, head: str | None = None) -> list[_Pull]:
         return [p for p in self.pulls.values() if p.state == "open" and head in (None, p.head)]
 
+    def add_issue(self, title: str, body: str, labels: Iterable[str] = (), author: str = "alice") -> int:
+        """An issue someone opened by hand, in the fake's one repository."""
+        with self._lock:
+            number = self._next_number()
+            self.issues[number] = _Issue(number, REPO, author, title, body, list(labels))
+            return number
+
     # The contract.
 
     def handle(
@@ -221,11 +242,10 @@ class FakeGitHub:
             raise _problem(404, "Not Found")
         repo, kind, number, sub = found[1], found[2], found[3], found[4]
         if number is None:
-            if kind == "pulls" and method == "GET":
-                return 200, [self._json(p) for p in self._find(repo, query)], {}
-            if kind == "pulls" and method == "POST":
-                return 201, self._create(repo, user, payload), {}
-            raise _problem(404, "Not Found")
+            return self._collection(method, kind, repo, path, query, user, payload)
+        issue = self.issues.get(int(number))
+        if kind == "issues" and issue is not None and issue.repo == repo:
+            return self._issue_route(method, issue, sub, user, payload)
         pull = self.pulls.get(int(number))
         if pull is None or pull.repo != repo:
             raise _problem(404, "Not Found")
@@ -345,7 +365,7 @@ class FakeGitHub:
             raise _problem(
                 422, "Validation Failed", errors=[{"resource": "PullRequest", "code": "custom", "message": message}]
             )
-        number = max(self.pulls, default=0) + 1
+        number = self._next_number()
         self.pulls[number] = _Pull(number, repo, user, head, base, str(payload["title"]), payload.get("body"))
         return self._json(self.pulls[number])
 
@@ -357,6 +377,97 @@ class FakeGitHub:
             pull.closed_sha = self._head_sha(pull) if payload["state"] == "closed" else None
             pull.state = payload["state"]
         return self._json(pull)
+
+    def _collection(  # noqa: PLR0917 (the request's parts, as _route has them)
+        self, method: str, kind: str, repo: str, path: str, query: dict[str, str], user: str, payload: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        if kind == "pulls" and method == "GET":
+            return 200, [self._json(p) for p in self._find(repo, query)], {}
+        if kind == "pulls" and method == "POST":
+            return 201, self._create(repo, user, payload), {}
+        if kind == "issues" and method == "GET":
+            return self._page(path, query, self._list_issues(repo, query))
+        if kind == "issues" and method == "POST":
+            return 201, self._create_issue(repo, user, payload), {}
+        raise _problem(404, "Not Found")
+
+    def _next_number(self) -> int:
+        return max([*self.pulls, *self.issues], default=0) + 1
+
+    def _list_issues(self, repo: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        """GET /repos/{owner}/{repo}/issues: issues and pull requests (these with a `pull_request` key), filtered
+        by state (default open) and every one of `labels`, sorted by creation (default newest first)."""
+        state = query.get("state", "open")
+        wanted = {name for name in query.get("labels", "").split(",") if name}
+        every: list[_Issue | _Pull] = [*self.issues.values(), *self.pulls.values()]
+        found = [
+            (i.number, self._issue_json(i))
+            for i in every
+            if i.repo == repo and state in ("all", i.state) and wanted <= set(i.labels)
+        ]
+        found.sort(key=lambda item: item[0], reverse=query.get("direction", "desc") == "desc")
+        return [item for _, item in found]
+
+    def _create_issue(self, repo: str, user: str, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict) or not payload.get("title"):
+            raise _problem(
+                422, "Validation Failed", errors=[{"resource": "Issue", "field": "title", "code": "missing_field"}]
+            )
+        # GitHub: "Only users with push access can set labels for new issues. Labels are silently dropped otherwise."
+        labels = [str(name) for name in payload.get("labels", [])] if user in self.repos[repo] else []
+        number = self._next_number()
+        self.issues[number] = _Issue(number, repo, user, str(payload["title"]), payload.get("body"), labels)
+        return self._issue_json(self.issues[number])
+
+    def _issue_route(
+        self, method: str, issue: _Issue, sub: str | None, user: str, payload: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        if (method, sub) == ("GET", None):
+            return 200, self._issue_json(issue), {}
+        if (method, sub) == ("PATCH", None):
+            return 200, self._update_issue(issue, payload), {}
+        if (method, sub) == ("POST", "comments"):
+            if not isinstance(payload, dict) or not payload.get("body"):
+                raise _problem(
+                    422, "Validation Failed", errors=[{"resource": "IssueComment", "field": "body", "code": "missing"}]
+                )
+            self._clock += 1
+            comment = {"id": self._clock, "body": payload["body"], "user": {"login": user}}
+            issue.comments.append(comment)
+            return 201, comment, {}
+        raise _problem(404, "Not Found")
+
+    def _update_issue(self, issue: _Issue, payload: Any) -> dict[str, Any]:
+        state = payload.get("state", issue.state)
+        reason = payload.get("state_reason")
+        if state not in ("open", "closed") or reason not in (None, "completed", "not_planned", "reopened"):
+            raise _problem(
+                422, "Validation Failed", errors=[{"resource": "Issue", "field": "state", "code": "invalid"}]
+            )
+        for name in ("title", "body"):
+            if name in payload:
+                setattr(issue, name, payload[name])
+        if state != issue.state:
+            issue.state_reason = reason or ("completed" if state == "closed" else "reopened")
+            issue.state = state
+        return self._issue_json(issue)
+
+    def _issue_json(self, item: _Issue | _Pull) -> dict[str, Any]:
+        """An issue as GitHub answers it; a pull request, listed among the issues, carries `pull_request`."""
+        page = "issues" if isinstance(item, _Issue) else "pull"
+        found = {
+            "url": f"{self.url}/repos/{item.repo}/issues/{item.number}",
+            "html_url": f"https://github.example/{item.repo}/{page}/{item.number}",
+            "number": item.number,
+            "state": item.state,
+            "title": item.title,
+            "body": item.body,
+            "user": {"login": item.author},
+            "labels": [{"name": name} for name in item.labels],
+        }
+        if isinstance(item, _Issue):
+            return found | {"state_reason": item.state_reason, "comments": len(item.comments)}
+        return found | {"pull_request": {"url": f"{self.url}/repos/{item.repo}/pulls/{item.number}"}}
 
     def _request_reviewers(self, pull: _Pull, payload: Any) -> Any:
         reviewers = list(payload.get("reviewers", []))

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -75,6 +77,18 @@ def test_a_new_cluster_plans_against_empty_state_and_creates_nothing(tmp_path, p
     assert not Path(plan_settings.fleet).exists()
     assert not plan_settings.journal_dir.exists()
 
+    # The same plan from another state dir (another machine: its own work dirs and plugin cache) hashes the same.
+    shown = re.search(r"^Plan hash: (sha256:[0-9a-f]{64})$", out, re.MULTILINE)
+    assert shown is not None, out
+    elsewhere = config.load_settings({**os.environ, "PIPELINE_STATE_DIR": str(tmp_path / "other")}, tmp_path)
+    assert _hash(name, _spec_file(tmp_path, name), elsewhere) == shown[1]
+
+
+def _hash(name: str, spec_path: Path, settings: config.Settings) -> str:
+    out = io.StringIO()
+    plan_command.run(name, spec_path, False, settings, Reporter(io.StringIO(), out=out, as_json=True))
+    return str(json.loads(out.getvalue())["plan_hash"])
+
 
 def _planned_with_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The network as an existing cluster's plan finds it: built, nothing to change."""
@@ -109,6 +123,11 @@ def test_an_existing_cluster_is_diffed_against_main(tmp_path, plan_settings, fle
 
     assert _run("demo", _spec_file(tmp_path, "demo", replicas=3), plan_settings, markdown=True) == EXIT_CHANGES
     out = capsys.readouterr().out
+    # A change of the spec that Terraform does not see still changes the plan's hash.
+    unchanged, changed = (_hash("demo", _spec_file(tmp_path, "demo", n), plan_settings) for n in (1, 3))
+    assert unchanged != changed
+    assert f"<!-- fleet-pipeline-plan-hash demo {changed} -->\n" in out
+    assert f"Plan hash: `{changed}`" in out
     assert "| `clusters/demo/controlplane.yaml` | changed |" in out
     assert "-  replicas: 1\n+  replicas: 3\n" in out
     assert "**Changes: new-cluster would apply and commit them.**" in out

@@ -161,6 +161,48 @@ def test_resource_changes_name_each_action_and_what_forces_a_replacement():
     assert not changes[-1].tainted
 
 
+def _vpc_change(cidr: str, hidden: str = "first") -> dict[str, object]:
+    return {
+        "address": "module.network.aws_vpc.this",
+        "type": "aws_vpc",
+        "mode": "managed",
+        "change": {
+            "actions": ["create"],
+            "after": {"cidr_block": cidr, "tags": {"a": "1"}, "secret": {"value": hidden}},
+            "after_unknown": {"id": True},
+            "after_sensitive": {"secret": {"value": True}},
+        },
+    }
+
+
+def test_the_changes_digest_is_what_would_be_applied_and_nothing_else():
+    unchanged = {"address": "module.network.aws_subnet.a", "change": {"actions": ["no-op"], "after": {"id": "s-1"}}}
+    read = {"address": "data.aws_region.this", "mode": "data", "change": {"actions": ["read"], "after": {"x": "1"}}}
+    plan = {
+        "format_version": "1.2",
+        "terraform_version": "1.11.4",
+        "timestamp": "2026-12-03T06:00:00Z",
+        "variables": {"aws_endpoint": {"value": "https://127.0.0.1:40001"}},
+        "resource_changes": [_vpc_change("10.20.0.0/16"), unchanged],
+        "output_changes": {"vpc_id": {"actions": ["create"]}, "region": {"actions": ["no-op"]}},
+    }
+    digest = terraform.changes_digest(plan)
+
+    # Another run, another session's endpoint, the entries in another order, a no-op or a read more or less.
+    again = plan | {
+        "timestamp": "2026-12-04T07:00:00Z",
+        "variables": {"aws_endpoint": {"value": "https://127.0.0.1:40999"}},
+        "resource_changes": [read, _vpc_change("10.20.0.0/16")],
+    }
+    assert terraform.changes_digest(again) == digest
+    # A value the apply would set, an action, or an output the apply would change: another digest.
+    assert terraform.changes_digest(plan | {"resource_changes": [_vpc_change("10.30.0.0/16")]}) != digest
+    assert terraform.changes_digest(plan | {"output_changes": {}}) != digest
+    assert terraform.changes_digest({}) != digest
+    # A sensitive value counts as set, not as itself: the digest is posted where anyone can read it.
+    assert terraform.changes_digest(plan | {"resource_changes": [_vpc_change("10.20.0.0/16", "second")]}) == digest
+
+
 def test_a_subnet_left_tainted_by_a_stopped_apply_is_replaced_without_force():
     subnet = {
         "address": 'module.network.aws_subnet.private["us-east-1a"]',

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import fleet, signing
+from pipeline import fleet, plan, signing, spec, spec_source
+from pipeline.model import NetworkPlan, PlanSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -121,7 +122,8 @@ def test_the_schema_check_refuses_a_broken_workflow(tmp_path: Path) -> None:
 
 
 def test_every_workflow_is_expected() -> None:
-    assert sorted(p.name for p in WORKFLOWS.glob("*.y*ml")) == ["ci.yml", "new-cluster.yml", "plan.yml"]
+    expected = ["apply.yml", "ci.yml", "drift.yml", "new-cluster.yml", "plan.yml"]
+    assert sorted(p.name for p in WORKFLOWS.glob("*.y*ml")) == expected
 
 
 @pytest.mark.parametrize("path", ALL, ids=[p.relative_to(ROOT).as_posix() for p in ALL])
@@ -528,3 +530,162 @@ def test_the_token_has_no_permission_but_what_each_job_declares(path: Path) -> N
     assert doc["permissions"] == {}
     for name, job in doc["jobs"].items():
         assert job.get("permissions"), f"job {name!r} takes the default token permissions"
+
+
+# --- apply: what was reviewed, on merge ---------------------------------------------------
+
+
+def reviewed_comment(tmp_path: Path) -> tuple[Path, str]:
+    """The plan workflow's comment as the pipeline writes it, for demo only; and demo's plan hash."""
+    cluster = spec.parse(spec_source.read("name: demo\nnetwork:\n  cidr: 10.20.0.0/16\n", "demo.yaml"), "demo")
+    planned = plan.ClusterPlan(cluster, NetworkPlan(PlanSummary(0, 0, 0), (), (), None, digest="x"), None, "")
+    comment = tmp_path / "runner" / "plan-comment.md"
+    comment.parent.mkdir(parents=True, exist_ok=True)
+    # A marker quoted in a line of text is not the bot's own line.
+    quoted = "Someone wrote `<!-- fleet-pipeline-plan-hash web sha256:" + "0" * 64 + " -->` here.\n"
+    comment.write_text("<!-- fleet-pipeline-plan -->\n\n" + plan.to_markdown(planned) + quoted)
+    return comment, planned.plan_hash
+
+
+def run_apply_matrix(repo: Path, before: str, after: str) -> dict[str, str]:
+    matrix = step(load(WORKFLOWS / "apply.yml"), "Changed specs and their plan hashes")
+    runner_temp = repo.parent / "runner"
+    output = runner_temp / "github_output"
+    output.write_text("")
+    env = {"BEFORE": before, "AFTER": after, "RUNNER_TEMP": str(runner_temp), "GITHUB_OUTPUT": str(output)}
+    result = run_script(matrix["run"], env, repo)
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("=", 1) for line in output.read_text().splitlines())
+
+
+def test_apply_runs_on_main_with_one_job_per_changed_spec_and_its_posted_hash(
+    tmp_path: Path, pull_request: tuple[Path, str, str]
+) -> None:
+    # The pull request's changes, merged with one more spec whose file name is not a cluster's.
+    repo, before, _ = pull_request
+    after = commit_files(repo, {"clusters/Not_A_Name.yaml": "name: x\n"}, "merge")
+    _, demo_hash = reviewed_comment(tmp_path)
+
+    outputs = run_apply_matrix(repo, before, after)
+
+    # web's hash is missing from the comment: its job is there, to refuse it.
+    assert json.loads(outputs["matrix"]) == {
+        "include": [
+            {"cluster": "demo", "spec": "clusters/demo.yaml", "plan_hash": demo_hash},
+            {"cluster": "web", "spec": "clusters/web.yaml", "plan_hash": ""},
+        ]
+    }
+    assert outputs["clusters"] == "2"
+
+
+def test_apply_with_no_changed_spec_has_no_job(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo")
+    before = commit_files(repo, {"clusters/web.yaml": "name: web\n"}, "base")
+    after = commit_files(repo, {"clusters/web.yaml": None}, "remove")
+    reviewed_comment(tmp_path)
+    assert run_apply_matrix(repo, before, after) == {"matrix": '{"include":[]}', "clusters": "0"}
+    assert load(WORKFLOWS / "apply.yml")["jobs"]["apply"]["if"] == "needs.reviewed.outputs.clusters != '0'"
+
+
+def test_apply_refuses_a_cluster_without_a_hash_before_anything_runs(tmp_path: Path) -> None:
+    doc = load(WORKFLOWS / "apply.yml")
+    refusing = step(doc, "Refuse a cluster without a reviewed plan")
+    assert doc["jobs"]["apply"]["steps"][0] == refusing
+    env = {"CLUSTER": "web", "SPEC": "clusters/web.yaml"}
+    refused = run_script(refusing["run"], {**env, "PLAN_HASH": ""}, tmp_path)
+    assert refused.returncode == 1
+    assert "::error file=clusters/web.yaml::no plan hash for web" in refused.stdout
+    assert run_script(refusing["run"], {**env, "PLAN_HASH": "sha256:" + "1" * 64}, tmp_path).returncode == 0
+
+
+def test_apply_passes_the_hash_to_new_cluster_one_cluster_at_a_time() -> None:
+    doc = load(WORKFLOWS / "apply.yml")
+    assert doc["on"] == {"push": {"branches": ["main"], "paths": ["clusters/*.yaml"]}}
+    assert doc["permissions"] == {}
+    assert doc["jobs"]["reviewed"]["permissions"] == {"contents": "read", "pull-requests": "read"}
+    job = doc["jobs"]["apply"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write"}
+    assert job["strategy"]["matrix"] == "${{ fromJSON(needs.reviewed.outputs.matrix) }}"
+    assert job["strategy"]["fail-fast"] is False
+    # The same group as new-cluster.yml's, never cancelled: one cluster's applies queue.
+    assert job["concurrency"] == {"group": "new-cluster-${{ matrix.cluster }}", "cancel-in-progress": False}
+    applying = step(doc, "Apply the reviewed plan")
+    assert applying["run"].split() == [
+        *("python", "-m", "pipeline", "new-cluster", '"$CLUSTER"', "--target", "aws", "--spec", '"$SPEC"'),
+        *("--review", "github", "--fleet", '"$FLEET"', "--expect-plan", '"$PLAN_HASH"'),
+    ]
+    assert applying["env"]["PLAN_HASH"] == "${{ matrix.plan_hash }}"
+    assert applying["env"]["GITHUB_TOKEN"] == "${{ secrets.FLEET_TOKEN }}"
+    script = step(doc, "Find the merged pull request's plan comment")["with"]["script"]
+    assert 'c.user.login === "github-actions[bot]"' in script
+    assert "p.merge_commit_sha === context.sha" in script
+
+
+# --- drift: every cluster planned, one issue each -----------------------------------------
+
+# `list --json` names the fleet's clusters; `drift` exits as DRIFT_EXIT says.
+_DRIFT_STUB = """\
+import json, os, sys
+args = sys.argv[1:]
+if args[:3] == ["-m", "pipeline", "list"]:
+    assert args[3:] == ["--target", "aws", "--fleet", os.environ["FLEET"], "--json"], args
+    print(json.dumps({"clusters": [{"name": n} for n in ("demo", "web", "gone")]}))
+    sys.exit(0)
+fleet = os.environ["FLEET"]
+assert args[:6] == ["-m", "pipeline", "drift", "demo", "--target", "aws"], args
+assert args[6:] == ["--spec", "clusters/demo.yaml", "--fleet", fleet, "--issues-repo", "acme/specs"], args
+sys.exit(int(os.environ["DRIFT_EXIT"]))
+"""
+
+
+def drift_env(tmp_path: Path) -> dict[str, str]:
+    runner_temp = tmp_path / "runner"
+    stub_python(runner_temp / "bin", _DRIFT_STUB)
+    (runner_temp / "github_output").write_text("")
+    return {
+        "FLEET": "https://github.example/acme/fleet.git",
+        "GITHUB_REPOSITORY": "acme/specs",
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_OUTPUT": str(runner_temp / "github_output"),
+        "PATH": f"{runner_temp / 'bin'}{os.pathsep}{os.environ['PATH']}",
+    }
+
+
+def test_drift_plans_each_fleet_cluster_that_has_a_spec(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo")
+    commit_files(repo, {f"clusters/{n}.yaml": f"name: {n}\n" for n in ("demo", "web", "new")}, "specs")
+    env = drift_env(tmp_path)
+
+    listed = run_script(step(load(WORKFLOWS / "drift.yml"), "Clusters with a spec")["run"], env, repo)
+
+    assert listed.returncode == 0, listed.stderr
+    outputs = dict(line.split("=", 1) for line in Path(env["GITHUB_OUTPUT"]).read_text().splitlines())
+    # gone has no spec here, new is not in the fleet yet: neither can drift.
+    assert json.loads(outputs["matrix"]) == {
+        "include": [{"cluster": "demo", "spec": "clusters/demo.yaml"}, {"cluster": "web", "spec": "clusters/web.yaml"}]
+    }
+    assert outputs["clusters"] == "2"
+
+
+@pytest.mark.parametrize(("code", "job"), [(0, 0), (4, 0), (1, 1), (2, 2)])
+def test_drift_found_is_the_issue_s_news_not_a_failed_job(tmp_path: Path, code: int, job: int) -> None:
+    doc = load(WORKFLOWS / "drift.yml")
+    keeping = step(doc, "Plan and keep the drift issue")
+    env = {**drift_env(tmp_path), "CLUSTER": "demo", "SPEC": "clusters/demo.yaml", "DRIFT_EXIT": str(code)}
+    assert run_script(keeping["run"], env, tmp_path).returncode == job
+    # The fleet is read with its token, the issues written with the job's own.
+    assert keeping["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+    assert "$FLEET_READ_TOKEN" in keeping["env"]["GIT_CONFIG_VALUE_0"]
+
+
+def test_drift_runs_on_a_schedule_with_issues_write_only_where_they_are_kept() -> None:
+    doc = load(WORKFLOWS / "drift.yml")
+    assert set(doc["on"]) == {"schedule", "workflow_dispatch"}
+    assert doc["permissions"] == {}
+    assert doc["jobs"]["clusters"]["permissions"] == {"contents": "read", "id-token": "write"}
+    job = doc["jobs"]["drift"]
+    assert job["permissions"] == {"contents": "read", "issues": "write", "id-token": "write"}
+    assert job["strategy"]["matrix"] == "${{ fromJSON(needs.clusters.outputs.matrix) }}"
+    assert job["concurrency"] == {"group": "drift-${{ matrix.cluster }}", "cancel-in-progress": False}
+    aws = [s for s in steps(doc) if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")]
+    assert {s["with"]["role-to-assume"] for s in aws} == {"${{ vars.AWS_PLAN_ROLE_ARN }}"}

@@ -46,11 +46,19 @@ STAGES = ("spec", "network", "render", "validate", "commit", "review")
 
 
 def run(
-    name: str, spec_path: Path | None, review_mode: str, settings: Settings, reporter: Reporter, *, force: bool
+    name: str,
+    spec_path: Path | None,
+    review_mode: str,
+    settings: Settings,
+    reporter: Reporter,
+    *,
+    force: bool,
+    expect_plan: str | None = None,
 ) -> int:
     source = spec_source.load(name, spec_path)
     # Everything the inputs alone can tell is checked before anything is written anywhere.
     parsed = spec.parse(source, name)
+    expect_plan = network.checked_plan_hash(expect_plan)
     if review_mode == "github":
         review.check(settings)
     with (
@@ -81,7 +89,9 @@ def run(
 
             with reporter.stage("network"), source.pointing():
                 done = None if resume is None else resume.done("network", cluster.fingerprint())
-                result = _build(cluster, aws_access, settings, reporter, force=force, done=done, zones=zones)
+                result = _build(
+                    cluster, aws_access, settings, reporter, force=force, done=done, zones=zones, reviewed=expect_plan
+                )
             record.stage("network", cluster.fingerprint(), _network_outcome(result))
 
             with reporter.stage("render"):
@@ -132,14 +142,31 @@ def _build(
     force: bool,
     done: Mapping[str, Any] | None,
     zones: tuple[str, ...],
+    reviewed: str | None = None,
 ) -> NetworkResult:
-    """The account's node IAM, then the cluster's network.
+    """The account's node IAM, then the cluster's network. With a reviewed plan to apply, the node IAM
+    comes between the plan's check and its apply, so that another plan is refused before anything is applied.
 
     One after the other, though neither needs the other: a run killed while both applied would
     leave both states locked, and the account's lock makes every run on every machine wait.
     """
-    _report_node_iam(reporter, node_iam.ensure(settings, reporter.tool_line))
-    result = network.provision(cluster, aws_access, settings, reporter.tool_line, force=force, done=done, zones=zones)
+
+    def ensure_node_iam() -> None:
+        _report_node_iam(reporter, node_iam.ensure(settings, reporter.tool_line))
+
+    if reviewed is None:
+        ensure_node_iam()
+    result = network.provision(
+        cluster,
+        aws_access,
+        settings,
+        reporter.tool_line,
+        force=force,
+        done=done,
+        zones=zones,
+        expect_plan=reviewed,
+        before_apply=None if reviewed is None else ensure_node_iam,
+    )
     _report_network(reporter, result)
     return result
 

@@ -27,6 +27,7 @@ def _data(result: plan.ClusterPlan) -> dict[str, object]:
         "region": result.cluster.region,
         "vpc_cidr": result.cluster.vpc_cidr,
         "changed": result.changed,
+        "plan_hash": result.plan_hash,
         "network": {
             "add": network.summary.add,
             "change": network.summary.change,
