@@ -44,7 +44,9 @@ def run(name: str, spec_path: Path | None, issues_repo: str | None, settings: Se
 
 
 def _repository(slug: str | None) -> tuple[str, str]:
-    owner, _, name = (slug or "").partition("/")
+    if not slug:
+        raise BadInput("drift issues need a repository: pass --issues-repo OWNER/NAME (or set GITHUB_REPOSITORY)")
+    owner, _, name = slug.partition("/")
     if not owner or not name or "/" in name:
         raise BadInput(
             f"--issues-repo {slug!r} is not owner/name; pass the repository whose issues track drift, e.g. acme/specs"
