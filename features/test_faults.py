@@ -18,7 +18,7 @@ from pytest_bdd import parsers, scenario, then, when
 
 from features.conftest import STATE_BUCKET, World, ec2, s3, spec_path
 from pipeline import journal
-from pipeline.errors import EXIT_BLOCKED, EXIT_INTERRUPTED
+from pipeline.errors import EXIT_BLOCKED, EXIT_INTERRUPTED, EXIT_OK
 
 
 @pytest.mark.reliability("fault", "SIGKILL to the process group mid-apply, then Ctrl-C (SIGINT) mid-apply")
@@ -113,8 +113,7 @@ def state_saved(world: World, name: str) -> None:
     state = json.loads(bucket.get_object(Bucket=STATE_BUCKET, Key=f"clusters/{name}/network.tfstate")["Body"].read())
     vpcs = [r for r in state["resources"] if r["type"] == "aws_vpc"]
     assert len(vpcs) == 1 and vpcs[0]["instances"], "Terraform did not save the VPC it created"
-    listed = bucket.list_objects_v2(Bucket=STATE_BUCKET, Prefix=f"clusters/{name}/")
-    assert [o["Key"] for o in listed["Contents"]] == [f"clusters/{name}/network.tfstate"]
+    assert _lock_file(world, name) is None
 
 
 def _last_run(world: World, name: str) -> dict[str, Any]:
@@ -149,21 +148,98 @@ def until_it_succeeds(world: World, name: str) -> None:
 
 
 def _clear(world: World, command: str) -> None:
-    """Run what the blocked run said, as a person at the terminal would (answering Terraform's "yes")."""
-    words = shlex.split(command)
-    env = dict(world.env)
-    while words and "=" in words[0] and not words[0].startswith("-"):
-        key, value = words.pop(0).split("=", 1)
-        env[key] = value
-    if words[:3] == ["python", "-m", "pipeline"]:
-        words[0] = sys.executable
-    done = subprocess.run(words, cwd=world.workdir, env=env, input="yes\n", capture_output=True, text=True, check=False)
+    """Run what the blocked run said, as CI would: nothing answers a prompt."""
+    done = _run_printed(world, command)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _run_printed(world: World, command: str) -> subprocess.CompletedProcess[str]:
+    """`command` word for word, stdin closed; `python` is the one the pipeline is installed in."""
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "pipeline"], command
+    return subprocess.run(
+        [sys.executable, *words[1:]],
+        cwd=world.workdir,
+        env=world.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _lock_file(world: World, name: str) -> dict[str, Any] | None:
+    try:
+        body = s3(world).get_object(Bucket=STATE_BUCKET, Key=f"clusters/{name}/network.tfstate.tflock")["Body"]
+    except s3(world).exceptions.NoSuchKey:
+        return None
+    found: dict[str, Any] = json.loads(body.read())
+    return found
+
+
+@when(
+    parsers.parse(
+        'I run new-cluster "{name}", running each command a blocked run names, until the state lock blocks it'
+    )
+)
+def until_locked(world: World, name: str) -> None:
+    # What a kill left besides the lock (resources its state missed) may block a run first.
+    for _ in range(3):
+        result = world.pipeline("new-cluster", name, "--spec", str(spec_path(world, name)))
+        assert result.returncode == EXIT_BLOCKED, result.stderr[-3000:]
+        command = _blocker(world, result)
+        if " unlock " in command:
+            return
+        _clear(world, command)
+    pytest.fail(f"no run was blocked by the state lock: {world.blocked}")
+
+
+def _printed_unlock(world: World) -> str:
+    found = CLEARED_WITH.search(world.blocked[-1])
+    assert found, world.blocked[-1]
+    return found.group(1)
+
+
+@then(parsers.parse('the lock error names the unlock of that very lock of "{name}", with --force as the lock is young'))
+def names_unlock(world: World, name: str) -> None:
+    lock = _lock_file(world, name)
+    assert lock is not None, "the killed run's Terraform left no lock"
+    error = world.blocked[-1]
+    assert f"the Terraform state of cluster '{name}' is locked (lock {lock['ID']}, taken by " in error, error
+    assert "; if the run that took it is dead, release it with: " in error, error
+    assert _printed_unlock(world) == f"python -m pipeline unlock {name} --region us-east-1 --lock {lock['ID']} --force"
+
+
+@when("I run that unlock command without its --force, with stdin closed")
+def unlock_unforced(world: World) -> None:
+    world.last = _run_printed(world, _printed_unlock(world).removesuffix(" --force"))
+
+
+@then(parsers.parse('it is refused in one line, and the lock of "{name}" is still held'))
+def unlock_refused(world: World, name: str) -> None:
+    assert world.last is not None
+    assert world.last.returncode == EXIT_BLOCKED, world.last.stderr
+    errors = [line for line in world.last.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "younger than 15 minutes" in errors[0] and "--force" in errors[0], errors
+    assert _lock_file(world, name) is not None
+
+
+@when("I run that unlock command exactly as printed, with stdin closed")
+def unlock_as_printed(world: World) -> None:
+    world.last = _run_printed(world, _printed_unlock(world))
+
+
+@then(parsers.parse('it released the lock of "{name}"'))
+def unlock_released(world: World, name: str) -> None:
+    assert world.last is not None
+    assert world.last.returncode == EXIT_OK, world.last.stderr
+    assert f"cluster '{name}': released lock " in world.last.stdout
+    assert _lock_file(world, name) is None
 
 
 @then("every blocked run named what blocks it and one command that clears it")
 def blocked_runs_named_causes(world: World, record_property) -> None:
-    causes = ["orphans" if "remove-orphans" in e else "lock" if "force-unlock" in e else e for e in world.blocked]
+    causes = ["orphans" if "remove-orphans" in e else "lock" if "pipeline unlock" in e else e for e in world.blocked]
     assert set(causes) <= {"orphans", "lock"}, world.blocked
     assert "lock" in causes, "a killed apply leaves its lock held, and no run named it"
     record_property(

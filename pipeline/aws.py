@@ -232,6 +232,31 @@ def read_state(access: AwsAccess, bucket: str, key: str) -> dict[str, Any] | Non
     return state
 
 
+def read_object(access: AwsAccess, bucket: str, key: str) -> tuple[bytes, str] | None:
+    """s3://bucket/key's body and ETag; None when the object or the bucket is absent."""
+    with _translated("s3:GetObject", f"s3://{bucket}/{key}", "allow s3:GetObject on the state bucket"):
+        try:
+            found = _client(access, "s3").get_object(Bucket=bucket, Key=key)
+        except ClientError as e:
+            if _code(e) in (*_MISSING_BUCKET, "NoSuchKey"):
+                return None
+            raise
+        return found["Body"].read(), found["ETag"]
+
+
+def delete_object_if(access: AwsAccess, bucket: str, key: str, etag: str) -> bool:
+    """Delete s3://bucket/key only while it is the version whose ETag is `etag`; False when it changed or went."""
+    where = f"s3://{bucket}/{key}"
+    with _translated("s3:DeleteObject", where, "allow s3:DeleteObject on the state bucket"):
+        try:
+            _client(access, "s3").delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+        except ClientError as e:
+            if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
+                return False
+            raise
+    return True
+
+
 def state_keys(access: AwsAccess, bucket: str) -> frozenset[str]:
     """Every key in the state bucket, from one listing (a page per thousand); none when the bucket is missing."""
     with _translated("s3:ListBucket", f"s3://{bucket}", "allow s3:ListBucket on the state bucket"):

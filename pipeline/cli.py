@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from pipeline import state_lock
 from pipeline.actions import Runner
 from pipeline.commands import (
     approve,
@@ -27,6 +28,7 @@ from pipeline.commands import (
     schemas,
     specs,
     status,
+    unlock,
     verify,
 )
 from pipeline.config import Settings, load_settings, state_dir
@@ -48,6 +50,7 @@ _EXAMPLES = {
     "delete-cluster": "example: python -m pipeline delete-cluster demo --fleet ./fleet.git",
     "status": "example: python -m pipeline status demo",
     "remove-orphans": "example: python -m pipeline remove-orphans demo --spec clusters/demo.yaml",
+    "unlock": "example: python -m pipeline unlock demo --lock 3f2a6c1e-0b7d-4e59-9c1a-5d8e2f4b7a90",
     "spec": "example: python -m pipeline spec check clusters/*.yaml",
 }
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -125,6 +128,7 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
     )
     orphans.add_argument("name", metavar="NAME")
     orphans.add_argument("--json", action="store_true", help=JSON_HELP)
+    _unlock_command(command)
 
     approve = command("approve", "Local review: verify the signed branch cluster/NAME and merge it into main.")
     target = approve.add_mutually_exclusive_group(required=True)
@@ -181,6 +185,24 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
     show.add_argument("name", metavar="NAME")
     show.add_argument("--spec", type=Path, help="cluster spec YAML (default: a small dev cluster)")
     show.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def _unlock_command(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    release = command(
+        "unlock", "Release a dead run's Terraform state lock, without a prompt; refused while a run here holds it."
+    )
+    whose = release.add_mutually_exclusive_group(required=True)
+    whose.add_argument("name", metavar="NAME", nargs="?")
+    whose.add_argument("--account", action="store_true", help="the account's node IAM stack's lock, not a cluster's")
+    release.add_argument("--region", help="the cluster's region (default: its last run's on this machine)")
+    release.add_argument("--lock", metavar="ID", help="release only the lock of this ID, the one a lock error named")
+    release.add_argument(
+        "--force",
+        action="store_true",
+        help=f"also a lock younger than {state_lock.STALE_AFTER_TEXT}, whose run may be alive on another machine; "
+        "never while a run on this machine holds the cluster",
+    )
+    release.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,8 +271,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
         return verify.run(args.ref, settings, everything=args.everything, explain=args.explain)
     if args.command == "delete-cluster":
         return delete_cluster.run(args.name, args.review, args.force, settings, reporter)
-    if args.command == "remove-orphans":
-        return remove_orphans.run(args.name, settings, reporter)
+    if args.command in ("remove-orphans", "unlock"):
+        return _clearing(args, settings, reporter)
     if args.command == "list":
         return list_clusters.run(args.json, settings)
     if args.command == "status":
@@ -266,6 +288,14 @@ def _planned(args: argparse.Namespace, settings: Settings, reporter: Reporter) -
     if args.command == "drift":
         return drift.run(args.name, args.spec, args.issues_repo, settings, reporter)
     return plan.run(args.name, args.spec, args.markdown, settings, reporter)
+
+
+def _clearing(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    """What a killed run leaves behind: resources its state does not hold, and its Terraform state lock."""
+    if args.command == "unlock":
+        name = None if args.account else args.name
+        return unlock.run(name, settings, reporter, region=args.region, lock_id=args.lock, force=args.force)
+    return remove_orphans.run(args.name, settings, reporter)
 
 
 def _spec(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:

@@ -156,5 +156,32 @@ def run(journal_dir: Path, cluster: str, command: str) -> Iterator[Journal]:
             lock.truncate()
 
 
+@contextlib.contextmanager
+def hold(journal_dir: Path, cluster: str, doing: str) -> Iterator[None]:
+    """Hold the cluster as a run does, journaling nothing: for work between runs that must not overlap one.
+
+    Refused while a run of this machine holds it; the previous run's record stays the previous one.
+    """
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    with (journal_dir / f"{cluster}.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another run"
+            raise RunInProgress(
+                f"{doing} refused: cluster '{cluster}' is held by run {holder} on this machine; wait for it to finish"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{doing} (pid {os.getpid()})\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.seek(0)
+            lock.truncate()
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

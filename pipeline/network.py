@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import aws, machine_image, terraform
+from pipeline import aws, machine_image, state_lock, terraform
 from pipeline.config import Settings
 from pipeline.errors import BadInput, OrphanedResources, PlanDiffers, SpecError, TerraformError
 from pipeline.iam_names import CONTROL_PLANE_PROFILE
@@ -71,7 +71,7 @@ def provision(
     account = aws.caller_identity(access)
     zones = zones or preflight(spec, access)
     bucket = state_bucket(settings, account, access.region)
-    ws = terraform.workspace(settings, spec.name, STACK, dict(access.env))
+    ws = terraform.workspace(settings, spec.name, STACK, dict(access.env), unlock=_unlock(settings, spec.name, access))
     _keep_state_location(ws.work_dir, spec.name, bucket, account)
     aws.ensure_state_bucket(access, bucket)
     var_file = _write_variables(ws.work_dir, variables(spec, zones, access))
@@ -224,7 +224,7 @@ def destroy(name: str, region: str, access: AwsAccess, settings: Settings, on_li
     _check_state_location(settings.terraform_work_dir(name), name, bucket, account)
     if not aws.state_exists(access, bucket, state_key(name)):
         return False
-    ws = terraform.workspace(settings, name, STACK, dict(access.env))
+    ws = terraform.workspace(settings, name, STACK, dict(access.env), unlock=_unlock(settings, name, access))
     terraform.init(ws, backend_config(bucket, state_key(name), access), on_line)
     var_file = _write_variables(ws.work_dir, _applied_variables(ws, name, access))
     terraform.destroy(ws, var_file, on_line)
@@ -347,8 +347,12 @@ def state_key(cluster: str) -> str:
 
 
 def lock_key(cluster: str) -> str:
-    """The S3 lock file Terraform's use_lockfile keeps beside the state."""
-    return f"{state_key(cluster)}.tflock"
+    return state_lock.lock_file(state_key(cluster))
+
+
+def _unlock(settings: Settings, cluster: str, access: AwsAccess) -> state_lock.Scope:
+    """The cluster's lock as a lock error names it: with its region, so `unlock` needs no run's record to find it."""
+    return state_lock.Scope(cluster, settings.target, access.region)
 
 
 def backend_config(bucket: str, key: str, access: AwsAccess) -> dict[str, str]:

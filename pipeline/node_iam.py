@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import access as target_access
-from pipeline import aws, network, terraform
+from pipeline import aws, network, state_lock, terraform
 from pipeline.config import Settings
-from pipeline.errors import TerraformError
+from pipeline.errors import RunInProgress, TerraformError
 from pipeline.iam_names import CONTROL_PLANE_PROFILE, NODES_PROFILE
+from pipeline.model import AwsAccess
 
 STACK = "account"
 MODULE = "node-iam"
@@ -42,10 +43,7 @@ class NodeIam:
 def ensure(settings: Settings, on_line: terraform.LineSink | None = None) -> NodeIam:
     """The account's node IAM as the stack builds it, applied first when its state is missing or stale."""
     access = target_access.for_target(settings, settings.account_region)
-    bucket = network.checked_bucket(
-        settings.account_state_bucket or network.default_bucket(aws.caller_identity(access), access.region),
-        "PIPELINE_ACCOUNT_STATE_BUCKET",
-    )
+    bucket = state_bucket(settings, access)
     values = variables(settings, access.endpoint)
     built = _built(aws.read_state(access, bucket, STATE_KEY), str(values["inputs_digest"]))
     if built is not None:
@@ -54,7 +52,8 @@ def ensure(settings: Settings, on_line: terraform.LineSink | None = None) -> Nod
     work_dir.mkdir(parents=True, exist_ok=True)
     with _machine_lock(work_dir):
         aws.ensure_state_bucket(access, bucket)
-        ws = terraform.workspace(settings, WORK_DIR, STACK, dict(access.env))
+        unlock = state_lock.Scope(None, settings.target)
+        ws = terraform.workspace(settings, WORK_DIR, STACK, dict(access.env), unlock=unlock)
         var_file = ws.work_dir / VAR_FILE
         var_file.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
         terraform.init(ws, network.backend_config(bucket, STATE_KEY, access), on_line)
@@ -67,6 +66,14 @@ def ensure(settings: Settings, on_line: terraform.LineSink | None = None) -> Nod
         raise TerraformError(
             f"the '{STACK}' stack's outputs lack {e}; the stack and this pipeline are out of step"
         ) from None
+
+
+def state_bucket(settings: Settings, access: AwsAccess) -> str:
+    """Where the stack's state is kept: PIPELINE_ACCOUNT_STATE_BUCKET, else derived from the account."""
+    return network.checked_bucket(
+        settings.account_state_bucket or network.default_bucket(aws.caller_identity(access), access.region),
+        "PIPELINE_ACCOUNT_STATE_BUCKET",
+    )
 
 
 def variables(settings: Settings, endpoint: str | None) -> dict[str, object]:
@@ -101,8 +108,22 @@ def _built(state: Mapping[str, Any] | None, digest: str) -> NodeIam | None:
 
 
 @contextmanager
-def _machine_lock(work_dir: Path) -> Iterator[None]:
+def holding(settings: Settings) -> Iterator[None]:
+    """The stack held for this process, as a run holds it while applying; refused while a run here does."""
+    work_dir = settings.terraform_work_dir(WORK_DIR)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with _machine_lock(work_dir, wait=False):
+        yield
+
+
+@contextmanager
+def _machine_lock(work_dir: Path, *, wait: bool = True) -> Iterator[None]:
     """Runs on one machine share the stack's work dir; Terraform's lock guards the state, not that."""
     with (work_dir / ".pipeline-account.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInProgress(
+                f"the '{STACK}' stack is being applied by a run on this machine; wait for it to finish"
+            ) from None
         yield

@@ -6,7 +6,6 @@ import fcntl
 import hashlib
 import json
 import re
-import shlex
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -16,10 +15,10 @@ from typing import Any, NamedTuple
 
 from python_terraform import IsFlagged, Terraform
 
-from pipeline import aws, process, redact
+from pipeline import aws, process, redact, state_lock
 from pipeline.config import Settings
 from pipeline.errors import AwsThrottled, AwsUnavailable, PipelineError, StateLocked, TerraformError
-from pipeline.model import AwsAccess, PlanSummary, fingerprint
+from pipeline.model import PlanSummary, fingerprint
 
 LineSink = Callable[[str], None]
 
@@ -35,12 +34,10 @@ _PLAN_FILE = "network.tfplan"
 _INIT_RECORD = "pipeline-init.sha256"
 # Fail at once on a held lock: waiting hides a dead run's lock, reporting it gets it released.
 LOCK_TIMEOUT = "0s"
-_LOCK_ID = re.compile(r"^\s*ID:\s*(\S+)", re.MULTILINE)
 # The AWS provider's words when its bounded retries ran out (aws-sdk-go-v2, provider 5.x).
 _GAVE_UP = re.compile(r"exceeded maximum number of attempts, (\d+)")
 _OPERATION = re.compile(r"operation error ([\w ]+: \w+)")
 _API_ERROR = re.compile(r"api error (\w+):")
-_LOCK_WHO = re.compile(r"^\s*Who:\s*(.+)$", re.MULTILINE)
 # Terraform's plan actions in the words its summary line uses; either order of a replacement.
 _ACTIONS = {
     ("create",): "add",
@@ -60,6 +57,8 @@ class Workspace:
     work_dir: Path
     env: tuple[tuple[str, str], ...]  # added to every terraform child's environment
     plugin_cache: Path | None = None  # shared with every other cluster's workspace
+    # Whose state lock its Terraform takes, as a lock error names it; None: a scratch copy, which takes none.
+    unlock: state_lock.Scope | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -128,11 +127,20 @@ def write_cli_config(settings: Settings) -> Path:
     return path
 
 
-def workspace(settings: Settings, cluster: str, stack: str, aws_env: Mapping[str, str] | None = None) -> Workspace:
+def workspace(
+    settings: Settings,
+    cluster: str,
+    stack: str,
+    aws_env: Mapping[str, str] | None = None,
+    *,
+    unlock: state_lock.Scope | None = None,
+) -> Workspace:
+    """The work dir of `cluster` for `stack`; `unlock` says whose lock it takes (default: the cluster's)."""
     work_dir = settings.terraform_work_dir(cluster)
     work_dir.mkdir(parents=True, exist_ok=True)
     stack_dir = settings.terraform_dir / "stacks" / stack
-    return _workspace(stack_dir, work_dir, write_cli_config(settings), aws_env, settings.plugin_cache)
+    scope = unlock or state_lock.Scope(cluster, settings.target)
+    return _workspace(stack_dir, work_dir, write_cli_config(settings), aws_env, settings.plugin_cache, unlock=scope)
 
 
 def scratch_workspace(
@@ -159,7 +167,13 @@ def scratch_workspace(
 
 
 def _workspace(
-    config_dir: Path, work_dir: Path, cli_config: Path, aws_env: Mapping[str, str] | None, plugin_cache: Path
+    config_dir: Path,
+    work_dir: Path,
+    cli_config: Path,
+    aws_env: Mapping[str, str] | None,
+    plugin_cache: Path,
+    *,
+    unlock: state_lock.Scope | None = None,
 ) -> Workspace:
     env = {
         **(aws_env or {}),
@@ -169,7 +183,7 @@ def _workspace(
         "TF_CLI_ARGS": "",
         "TF_WORKSPACE": "default",
     }
-    return Workspace(config_dir, work_dir, tuple(sorted(env.items())), plugin_cache)
+    return Workspace(config_dir, work_dir, tuple(sorted(env.items())), plugin_cache, unlock)
 
 
 def init(ws: Workspace, backend_config: Mapping[str, str], on_line: LineSink | None = None) -> None:
@@ -488,27 +502,11 @@ def _run(
 
 
 def failure(argv: list[str], output: str, ws: Workspace) -> PipelineError:
-    """One line a user can act on: a held lock names the command that releases it."""
+    """One line a user can act on: a held lock names the `unlock` that releases it, which prompts for nothing."""
     command = " ".join(argv[:2])
-    lock_id = _LOCK_ID.search(output) if "Error acquiring the state lock" in output else None
-    if lock_id is not None:
-        who = _LOCK_WHO.search(output)
-        holder = f" by {who.group(1).strip()}" if who else ""
-        # The local target's dummy keys and its CA go with it, or the backend finds no credentials or
-        # refuses the endpoint; the aws target puts no keys in the workspace, so a real key is never printed.
-        credentials = "".join(
-            f"{name}={shlex.quote(value)} "
-            for name, value in ws.env
-            if name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", AwsAccess.CA_BUNDLE)
-        )
-        release = (
-            f"{credentials}TF_DATA_DIR={shlex.quote(str(ws.data_dir))} "
-            f"terraform -chdir={shlex.quote(str(ws.config_dir))} force-unlock {lock_id.group(1)}"
-        )
-        return StateLocked(
-            f"{command}: the Terraform state is locked{holder} (lock {lock_id.group(1)}); "
-            f"if no other run is in progress, release it with: {release}"
-        )
+    lock = state_lock.from_output(output)
+    if lock is not None:
+        return StateLocked(f"{command}: {state_lock.held_message(lock, ws.unlock)}")
     gave_up = _GAVE_UP.search(output)
     if gave_up is not None:
         return _aws_gave_up(command, output, gave_up.group(1))

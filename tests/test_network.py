@@ -5,7 +5,9 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,6 @@ import pytest
 
 from pipeline import config, local_endpoint, machine_image, network, node_iam, terraform
 from pipeline.errors import BadInput, SpecError, StateLocked
-from pipeline.model import AwsAccess
 from pipeline.spec import BastionSpec, ClusterSpec, ControlPlaneSpec, NetworkSpec, WorkerPool
 
 REGION = "us-east-1"
@@ -187,20 +188,29 @@ def test_the_network_is_built_rerun_guarded_and_destroyed(tmp_path, monkeypatch,
     assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
 
-    # A run that died holding the lock: the error names the command, and that command works.
-    lock = {"ID": str(uuid.uuid4()), "Operation": "OperationTypeApply", "Who": "crashed@ci", "Version": "1.11.4"}
+    # A run that died holding the lock a moment ago: the error names the command, and that command works.
+    lock = {
+        "ID": str(uuid.uuid4()),
+        "Operation": "OperationTypeApply",
+        "Who": "crashed@ci",
+        "Version": "1.11.4",
+        "Created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
     s3.put_object(Bucket=bucket, Key=f"clusters/{name}/network.tfstate.tflock", Body=json.dumps(lock))
     with pytest.raises(StateLocked) as caught:
         network.provision(spec, access, settings)
     release = str(caught.value).split("release it with: ", 1)[1]
-    assert release.endswith(f"force-unlock {lock['ID']}")
-    # Run as printed, from an environment without the pipeline's: the command must carry what it needs.
-    words = shlex.split(release.replace("force-unlock ", "force-unlock -force "))
-    assignments = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
-    command = [w for w in words if "=" not in w or w.startswith("-")]
-    # The user's own trust (AWS_CA_BUNDLE) stays: this session's endpoint was given by PIPELINE_AWS_ENDPOINT.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") or k == AwsAccess.CA_BUNDLE} | assignments
-    subprocess.run(command, check=True, env=env, capture_output=True)
+    assert release == f"python -m pipeline unlock {name} --region {REGION} --lock {lock['ID']} --force"
+    # Run as printed, with no terminal to answer a prompt; `python` is the one the pipeline is installed in.
+    words = shlex.split(release)
+    subprocess.run(
+        [sys.executable, *words[1:]],
+        check=True,
+        env=os.environ,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
 
     lines.clear()
     second = network.provision(spec, access, settings, on_line=lines.append)

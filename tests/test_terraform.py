@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from pipeline import aws, config, local_endpoint, network, redact, terraform
+from pipeline import aws, config, local_endpoint, network, redact, state_lock, terraform
 from pipeline.errors import StateLocked, TerraformError
 
 # Verbatim from terraform 1.11 with an S3 backend whose lock file another run holds.
@@ -84,11 +86,32 @@ def test_a_held_lock_names_the_command_that_releases_it(tmp_path, monkeypatch, r
 
     assert isinstance(error, StateLocked)
     message = str(error)
-    assert "someone@host" in message
-    assert (
-        f"TF_DATA_DIR={ws.data_dir} terraform -chdir={ws.config_dir} force-unlock 11111111-2222-3333-4444-555555555555"
-    ) in message
+    assert message.startswith(
+        "terraform plan: the Terraform state of cluster 'demo' is locked "
+        "(lock 11111111-2222-3333-4444-555555555555, taken by someone@host for apply "
+    )
+    # Older than the bound: its run is taken for dead, and the command needs no --force.
+    assert message.endswith(
+        "; if no run is in progress, release it with: "
+        "python -m pipeline unlock demo --lock 11111111-2222-3333-4444-555555555555"
+    )
     assert "\n" not in message
+
+
+def test_a_young_lock_is_named_with_the_force_it_needs_and_the_flags_that_find_it(tmp_path, monkeypatch):
+    settings = _settings(tmp_path, monkeypatch, PIPELINE_TARGET="aws")
+    scope = state_lock.Scope("demo", settings.target, "eu-west-1")
+    ws = terraform.workspace(settings, "demo", "cluster", unlock=scope)
+    now = datetime.now(UTC) - timedelta(seconds=40)
+    young = LOCK_OUTPUT.replace("2025-01-01 00:00:00 +0000 UTC", f"{now:%Y-%m-%d %H:%M:%S}.123456789 +0000 UTC")
+
+    message = str(terraform.failure(["terraform", "apply", "-input=false"], young, ws))
+
+    assert re.search(r"taken by someone@host for apply 4\d s ago\)", message), message
+    assert message.endswith(
+        "; if the run that took it is dead, release it with: python -m pipeline unlock demo --target aws "
+        "--region eu-west-1 --lock 11111111-2222-3333-4444-555555555555 --force"
+    )
 
 
 @pytest.mark.reliability("fault", "terraform init on a configuration with an unclosed block")
