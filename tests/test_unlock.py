@@ -237,3 +237,27 @@ def test_the_accounts_stack_lock_is_released_unless_a_run_here_applies_it(bucket
     result = json.loads(out)
     assert result["account"] is True and result["released"]["id"] == lock_id
     assert _held(moto_endpoint, bucket, ACCOUNT_LOCK_KEY) is None
+
+
+def test_a_lock_error_of_the_accounts_stack_names_unlock_account():
+    output = (
+        "Error: Error acquiring the state lock\n\nLock Info:\n  ID:        9b1d-account\n"
+        "  Path:      b/account/node-iam.tfstate\n  Operation: OperationTypeApply\n  Who:       ci@runner\n"
+        "  Version:   1.11.4\n  Created:   2026-12-03 06:00:00.123456789 +0000 UTC\n  Info:\n"
+    )
+    lock = state_lock.from_output(output)
+    assert lock is not None
+    scope = state_lock.Scope(None, "aws")
+
+    old = state_lock.held_message(lock, scope, now=datetime(2026, 12, 3, 7, 0, 1, tzinfo=UTC))
+    young = state_lock.held_message(lock, scope, now=datetime(2026, 12, 3, 6, 1, 0, 500000, tzinfo=UTC))
+
+    assert old == (
+        "the Terraform state of the account's node IAM stack is locked (lock 9b1d-account, taken by ci@runner "
+        "for apply 60 min ago); if no run is in progress, release it with: "
+        "python -m pipeline unlock --account --target aws --lock 9b1d-account"
+    )
+    assert young.endswith(
+        "taken by ci@runner for apply 60 s ago); if the run that took it is dead, release it with: "
+        "python -m pipeline unlock --account --target aws --lock 9b1d-account --force"
+    )
