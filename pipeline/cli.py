@@ -199,8 +199,8 @@ def _unlock_command(command: Callable[[str, str], argparse.ArgumentParser]) -> N
     release.add_argument(
         "--force",
         action="store_true",
-        help=f"also a lock younger than {state_lock.STALE_AFTER_TEXT}, whose run may be alive on another machine; "
-        "never while a run on this machine holds the cluster",
+        help=f"also a lock younger than {state_lock.STALE_AFTER_TEXT}, whose run may be alive on another machine, "
+        "or one a run on this machine holds: for a stuck run, whose Terraform may then fail to save its state",
     )
     release.add_argument("--json", action="store_true", help=JSON_HELP)
 

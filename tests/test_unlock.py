@@ -192,7 +192,7 @@ def _process_holding(code: str) -> Iterator[subprocess.Popen[str]]:
         holder.stdout.close()
 
 
-def test_a_run_alive_on_this_machine_keeps_its_lock_even_with_force(bucket, moto_endpoint, capsys, tmp_path):
+def test_a_run_alive_on_this_machine_keeps_its_lock_unless_forced(bucket, moto_endpoint, capsys, tmp_path):
     lock_id = _lock(moto_endpoint, bucket, LOCK_KEY, timedelta(hours=1))
     journal_dir = tmp_path / "state" / "runs"
     run = (
@@ -201,18 +201,21 @@ def test_a_run_alive_on_this_machine_keeps_its_lock_even_with_force(bucket, moto
     )
 
     with _process_holding(run) as holder:
-        code, _, err = _unlock(capsys, NAME, "--region", REGION, "--force")
+        code, _, err = _unlock(capsys, NAME, "--region", REGION, "--lock", lock_id)
 
         assert code == EXIT_BLOCKED
         line = _error_line(err)
         assert line.startswith(f"error: unlock refused: cluster '{NAME}' is held by run ")
         assert f"(pid {holder.pid}) on this machine" in line
+        assert line.endswith("or pass --force if it is stuck")
         assert _held(moto_endpoint, bucket, LOCK_KEY) == lock_id
 
-    code, _, _ = _unlock(capsys, NAME, "--region", REGION, "--lock", lock_id)
+        # A stuck run, not a dead one: forced, its lock goes while it lives, and the run is named.
+        code, _, err = _unlock(capsys, NAME, "--region", REGION, "--lock", lock_id, "--force")
 
-    assert code == EXIT_OK
-    assert _held(moto_endpoint, bucket, LOCK_KEY) is None
+        assert code == EXIT_OK, err
+        assert f"(pid {holder.pid}) on this machine" in err and "releasing its lock anyway (--force)" in err
+        assert _held(moto_endpoint, bucket, LOCK_KEY) is None
 
 
 def test_the_accounts_stack_lock_is_released_unless_a_run_here_applies_it(bucket, moto_endpoint, capsys, tmp_path):
@@ -225,7 +228,7 @@ def test_the_accounts_stack_lock_is_released_unless_a_run_here_applies_it(bucket
     )
 
     with _process_holding(applying):
-        code, _, err = _unlock(capsys, "--account", "--force")
+        code, _, err = _unlock(capsys, "--account", "--lock", lock_id)
 
         assert code == EXIT_BLOCKED
         assert "being applied by a run on this machine" in _error_line(err)

@@ -2,18 +2,19 @@
 
 A killed run leaves its lock held, and every run after it fails naming this command. It holds the
 cluster on this machine as a run does, so it is refused while one is alive here; a lock younger
-than state_lock.STALE_AFTER may be a run alive elsewhere, and is released only with --force.
+than state_lock.STALE_AFTER may be a run alive elsewhere. Either is released only with --force:
+for a run that is stuck, not dead, whose Terraform may then fail to save its state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 from pipeline import access, aws, journal, network, node_iam, spec, state_lock
 from pipeline.config import Settings
-from pipeline.errors import EXIT_OK, BadInput
+from pipeline.errors import EXIT_OK, BadInput, RunInProgress
 from pipeline.model import AwsAccess
 from pipeline.report import Outcome, Reporter, markdown_list
 
@@ -29,7 +30,7 @@ def run(
 ) -> int:
     scope, aws_access, bucket, key = _lock_of(name, region, settings)
     where = f"s3://{bucket}/{key}"
-    with _holding(scope, settings), reporter.stage("unlock"):
+    with _holding(scope, settings, reporter, force=force), reporter.stage("unlock"):
         now = datetime.now(UTC)
         released = state_lock.release(aws_access, bucket, key, scope, lock_id=lock_id, force=force, now=now)
         reporter.info(f"released {released.describe(now)}" if released else f"no lock at {where}")
@@ -58,14 +59,20 @@ def _lock_of(name: str | None, region: str | None, settings: Settings) -> tuple[
 
 
 @contextmanager
-def _holding(scope: state_lock.Scope, settings: Settings) -> Iterator[None]:
-    """What a run of this machine holds while its Terraform may hold the lock; refused while one does."""
-    if scope.cluster is None:
-        with node_iam.holding(settings):
-            yield
-    else:
-        with journal.hold(settings.journal_dir, scope.cluster, "unlock"):
-            yield
+def _holding(scope: state_lock.Scope, settings: Settings, reporter: Reporter, *, force: bool) -> Iterator[None]:
+    """What a run of this machine holds while its Terraform may hold the lock; refused while one does,
+    unless forced."""
+    with ExitStack() as held:
+        try:
+            if scope.cluster is None:
+                held.enter_context(node_iam.holding(settings))
+            else:
+                held.enter_context(journal.hold(settings.journal_dir, scope.cluster, "unlock"))
+        except RunInProgress as alive:
+            if not force:
+                raise RunInProgress(f"{alive}, or pass --force if it is stuck") from None
+            reporter.info(f"{alive}; releasing its lock anyway (--force): its Terraform may fail to save its state")
+        yield
 
 
 def _finished(scope: state_lock.Scope, where: str, released: state_lock.Lock | None, now: datetime) -> Outcome:
