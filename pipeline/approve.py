@@ -140,13 +140,17 @@ def _approve_once(checkout: git.Checkout, review: Review, settings: Settings, si
         return Approval(main_head, "already merged", signed_by)
     _refuse_foreign_changes(checkout, review, main_head, head)
     git.switch(checkout, fleet.MAIN, main_head)
-    if git.is_ancestor(checkout, main_head, head):
+    # Flux checks main's head again with the keys that head lists, so the key that signs it must be one of them.
+    # A head signed by a key its rotation retires is landed under a merge that a staying key signs.
+    if git.is_ancestor(checkout, main_head, head) and signed_by in fleet.key_fingerprints_at(checkout, head):
         git.fast_forward(checkout, head)
         how: How = "fast-forward"
         new_main = head
     else:
         new_main = git.merge(checkout, head, f"{review.label}: merge {review.branch} into main\n", signer)
         signed_by = verify_commit(checkout.path, new_main, trusted)
+        if signed_by not in fleet.key_fingerprints_at(checkout, new_main):
+            raise BadInput(_retired_signer(review, signed_by, settings))
         how = "merge"
     git.push(checkout, fleet.MAIN)
     return Approval(new_main, how, signed_by)
@@ -189,6 +193,16 @@ def _refuse_foreign_changes(checkout: git.Checkout, review: Review, main_head: s
             f"{review.branch} changes files outside {review.label} ({foreign[0]}"
             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); review and merge it by hand"
         )
+
+
+def _retired_signer(review: Review, fingerprint: str, settings: Settings) -> str:
+    how = "set PIPELINE_SIGNING_KEY to its fingerprint"
+    if settings.target == "local":
+        how = f"the local target always signs with its local key: use --target aws and {how}"
+    return (
+        f"{review.branch} retires key {fingerprint}, which would sign main's new head: Flux would refuse main "
+        f"once it holds the new keys; sign with a key that stays trusted ({how}) and approve again"
+    )
 
 
 def _main_moved(review: Review) -> GitConflict:

@@ -10,7 +10,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from pipeline import state_lock
 from pipeline.actions import Runner
@@ -32,7 +32,7 @@ from pipeline.commands import (
     verify,
 )
 from pipeline.config import Settings, load_settings, state_dir
-from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, PipelineError, SpecError
+from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, PipelineError, SpecError, UsageError
 from pipeline.redact import redact, register_env
 from pipeline.report import Reporter
 
@@ -57,8 +57,19 @@ _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 JSON_HELP = "print one JSON object on stdout at the end, also on failure; progress stays on stderr"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors end like any bad input: one line, exit 2, one JSON object with --json.
+
+    argparse makes each subcommand's parser of its parent's class, so every command, nested or added later, has it.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m pipeline",
         description="Bootstrap Cluster API clusters: AWS network by Terraform, manifests by signed commit.",
     )
@@ -142,7 +153,11 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
     merge.add_argument("--json", action="store_true", help=JSON_HELP)
 
     verify = command("verify", "Check the fleet as the reconciler would: signature, schemas, kustomize, fleet rules.")
-    verify.add_argument("--ref", default="main", help="branch to check (trust always comes from main)")
+    verify.add_argument(
+        "--ref",
+        default="main",
+        help="branch, commit id or refs/pull/N/head to check (trust always comes from main)",
+    )
     verify.add_argument(
         "--all",
         action="store_true",
@@ -152,10 +167,12 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
     verify.add_argument(
         "--explain", action="store_true", help="list the security policy's rules, each with its NIST SP 800-53 control"
     )
+    verify.add_argument("--json", action="store_true", help=JSON_HELP)
 
     keys = command("keys", "The signing keys the fleet trusts.")
     keys.add_argument("action", choices=("export", "add", "retire"), help="export, add FILE, or retire FINGERPRINT")
     keys.add_argument("subject", nargs="?", metavar="FILE|FINGERPRINT")
+    keys.add_argument("--json", action="store_true", help=JSON_HELP)
 
     lister = command(
         "list", "Every cluster in the fleet: region, CIDR, commit and signature, review branch, state serial, last run."
@@ -167,9 +184,11 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
 
     fetch = command("schemas", "The Cluster API and CAPA CRD schemas that validation uses.")
     fetch.add_argument("action", choices=("fetch",), help="fetch: download the pinned CRDs into the cache")
+    fetch.add_argument("--json", action="store_true", help=JSON_HELP)
 
     local = command("local", "The embedded AWS endpoint (a moto server on loopback) for the local target.")
     local.add_argument("action", choices=("up", "down", "status"))
+    local.add_argument("--json", action="store_true", help=JSON_HELP)
 
     cluster_spec = command(
         "spec", "The cluster spec: its JSON Schema, a dry check of spec files, a spec with defaults."
@@ -209,16 +228,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Started in the background of a script, Python inherits Ctrl-C ignored; Terraform listens to it
     # regardless, so an interrupted apply would be reported as Terraform's failure, not as interrupted.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
     env = dict(os.environ)
     register_env(env)
     runner = Runner.from_env(env) if env.get("GITHUB_ACTIONS") == "true" else None
-    reporter = Reporter(
-        runner=runner,
-        verbose=args.verbose,
-        color=runner is None and use_color(sys.stderr, env),
-        as_json=getattr(args, "json", False),
-    )
+    color = runner is None and use_color(sys.stderr, env)
+    try:
+        args = _parser().parse_args(arguments)
+    except UsageError as exc:
+        # The flags did not parse, so --json is taken as written: a script still reads one JSON object.
+        Reporter(runner=runner, color=color, as_json="--json" in arguments).failed(str(exc), exc.exit_code)
+        return exc.exit_code
+    reporter = Reporter(runner=runner, verbose=args.verbose, color=color, as_json=getattr(args, "json", False))
     try:
         settings = load_settings(
             env, Path.cwd(), target=args.target, fleet=args.fleet, github_repo=getattr(args, "github_repo", None)
@@ -266,19 +287,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
     if args.command == "merge":
         return merge.run(args.name, settings, reporter)
     if args.command == "keys":
-        return keys.run(args.action, settings, args.subject)
+        return keys.run(args.action, settings, reporter, args.subject)
     if args.command == "verify":
-        return verify.run(args.ref, settings, everything=args.everything, explain=args.explain)
+        return verify.run(args.ref, settings, reporter, everything=args.everything, explain=args.explain)
     if args.command == "delete-cluster":
         return delete_cluster.run(args.name, args.review, args.force, settings, reporter)
     if args.command in ("remove-orphans", "unlock"):
         return _clearing(args, settings, reporter)
     if args.command == "list":
-        return list_clusters.run(args.json, settings)
+        return list_clusters.run(settings, reporter)
     if args.command == "status":
-        return status.run(args.name, args.json, settings)
+        return status.run(args.name, settings, reporter)
     if args.command == "schemas":
-        return schemas.run(args.action, settings)
+        return schemas.run(args.action, settings, reporter)
     if args.command == "spec":
         return _spec(args, settings, reporter)
     return local.run(args.action, settings, reporter)

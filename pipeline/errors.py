@@ -52,6 +52,10 @@ def _printable(text: str) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
+class UsageError(BadInput):
+    """The command line does not parse (an unknown flag, a missing argument, a bad choice); argparse said which."""
+
+
 class SchemasMissing(BadInput):
     """No CRD schemas are available to validate against."""
 

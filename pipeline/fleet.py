@@ -231,6 +231,12 @@ def keys_at(checkout: git.Checkout, rev: str) -> tuple[str, ...]:
     return tuple(files[path] for path in sorted(files) if path.endswith(".asc"))
 
 
+def key_fingerprints_at(checkout: git.Checkout, rev: str) -> frozenset[str]:
+    """The fingerprints of the keys trusted at `rev`, which name their files; no key is read."""
+    listed = git.list_files(checkout, rev, KEYS_DIR)
+    return frozenset(path.rsplit("/", 1)[-1].removesuffix(".asc").upper() for path in listed if path.endswith(".asc"))
+
+
 def system_kustomization(key_files: Iterable[str]) -> str:
     """flux/system/kustomization.yaml building the trusted-keys Secret from `key_files`.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -110,6 +111,45 @@ def head_of(checkout: Checkout, branch: str) -> str | None:
         return checkout.repo.commit(upstream(branch)).hexsha
     except (gitpython.BadName, ValueError):
         return None
+
+
+# A commit id as people write it: abbreviated to 4 hex digits at least, up to all 40.
+_COMMIT_ID = re.compile(r"^[0-9a-fA-F]{4,40}$")
+
+
+def resolve(checkout: Checkout, name: str) -> str | None:
+    """The commit `name` gives on the remote: a branch, a ref the clone leaves behind (refs/pull/N/head,
+    fetched for it) or a commit id, full or abbreviated; None when it gives none. Branch names win."""
+    branch = head_of(checkout, name)
+    if branch is not None:
+        return branch
+    if name.startswith("refs/"):
+        return _fetched(checkout, name) if _is_ref_name(checkout, name) else None
+    if not _COMMIT_ID.match(name):
+        return None
+    try:
+        return str(checkout.repo.git.execute(["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"]))
+    except gitpython.GitCommandError:
+        # A full id only another ref reaches (a pull request's head) is not in the clone; the remote may serve it.
+        return _fetched(checkout, name.lower()) if len(name) == 40 else None
+
+
+def _is_ref_name(checkout: Checkout, name: str) -> bool:
+    # git's own rules: no ':' that would make the name a refspec, no '..', nothing that could read as an option.
+    try:
+        checkout.repo.git.execute(["git", "check-ref-format", name])
+    except gitpython.GitCommandError:
+        return False
+    return True
+
+
+def _fetched(checkout: Checkout, what: str) -> str | None:
+    """The commit the remote gives for the ref or commit id `what`, fetched without naming it locally."""
+    try:
+        checkout.repo.git.execute(["git", "fetch", "--quiet", "--no-tags", "origin", what])
+    except gitpython.GitCommandError:
+        return None
+    return str(checkout.repo.git.execute(["git", "rev-parse", "--verify", "FETCH_HEAD^{commit}"]))
 
 
 def switch(checkout: Checkout, branch: str, start: str | None) -> None:

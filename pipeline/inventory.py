@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,10 +103,9 @@ def cluster_status(settings: Settings, name: str, access_for: AccessFor) -> Clus
     return _status(settings, name, entry, signatures, serials[name], reported=reported)
 
 
-def to_json(status: ClusterStatus | tuple[ClusterStatus, ...]) -> str:
-    """One cluster as an object, a listing as {"clusters": [...]}; sorted keys, so equal input gives equal text."""
-    data: Any = asdict(status) if isinstance(status, ClusterStatus) else {"clusters": [asdict(s) for s in status]}
-    return json.dumps(data, indent=2, sort_keys=True)
+def to_data(status: ClusterStatus | tuple[ClusterStatus, ...]) -> dict[str, Any]:
+    """One cluster as an object, a listing as {"clusters": [...]}: what --json prints."""
+    return asdict(status) if isinstance(status, ClusterStatus) else {"clusters": [asdict(s) for s in status]}
 
 
 def _status(

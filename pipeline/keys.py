@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pipeline import fleet, git, process
 from pipeline.approve import KEYS_BRANCH
@@ -130,7 +130,7 @@ def _rotate(settings: Settings, signer: Signer, plan: _Plan) -> CommitResult:
         main_head = git.head_of(checkout, fleet.MAIN)
         if main_head is None:
             raise BadInput(f"the fleet {settings.fleet} has no main branch; create it with new-cluster first")
-        on_main = _listed(checkout, main_head)
+        on_main = fleet.key_fingerprints_at(checkout, main_head)
         if signer.fingerprint not in on_main:
             raise SigningError(
                 f"key {signer.fingerprint} is not trusted on main of {settings.fleet}, so Flux would refuse "
@@ -139,7 +139,7 @@ def _rotate(settings: Settings, signer: Signer, plan: _Plan) -> CommitResult:
         branch_head = git.head_of(checkout, BRANCH)
         pending = branch_head is not None and not git.is_ancestor(checkout, branch_head, main_head)
         start = branch_head if pending and branch_head is not None else main_head
-        listed = _listed(checkout, start)
+        listed = fleet.key_fingerprints_at(checkout, start)
         change = plan(on_main, listed)
         if change is None:
             return CommitResult(BRANCH, start, changed=False, signer=signer.fingerprint)
@@ -167,21 +167,8 @@ def _apply(checkout: git.Checkout, change: _Change, listed: frozenset[str]) -> N
     git.stage_all(checkout)
 
 
-def _listed(checkout: git.Checkout, rev: str) -> frozenset[str]:
-    """Fingerprints of the key files at `rev`, which fleet.py names by fingerprint."""
-    return frozenset(
-        _fingerprint_of(path)
-        for path in git.read_tree(checkout, rev, fleet.KEYS_DIR)
-        if PurePosixPath(path).parent == PurePosixPath(fleet.KEYS_DIR) and path.endswith(".asc")
-    )
-
-
 def _key_path(fingerprint: str) -> str:
     return f"{fleet.KEYS_DIR}{fingerprint}.asc"
-
-
-def _fingerprint_of(path: str) -> str:
-    return PurePosixPath(path).stem.upper()
 
 
 def _show_keys(armored: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline import fleet, git, management, policy, policy_exceptions, process, upgrades, yaml_docs
 from pipeline.config import Settings
-from pipeline.errors import CommandFailed, FleetFileInvalid, SigningError
+from pipeline.errors import BadInput, CommandFailed, FleetFileInvalid, SigningError
 from pipeline.model import Manifests
 from pipeline.schemas import Schemas
 from pipeline.signing import verify_commit
@@ -36,7 +36,8 @@ class Verification:
 def verify_fleet(
     settings: Settings, schemas: Schemas, ref: str = fleet.MAIN, *, everything: bool = False
 ) -> Verification:
-    """Check branch `ref` of the fleet as Flux would: signature, cluster manifests, Flux layout.
+    """Check `ref` of the fleet (a branch, a commit id or refs/pull/N/head) as Flux would: signature, cluster
+    manifests, Flux layout.
 
     On a branch, the clusters it changes against main are checked in full; main itself, or any
     branch with `everything`, has every cluster checked. The fleet-wide rules always see every
@@ -44,10 +45,14 @@ def verify_fleet(
     """
     with fleet.session(settings) as checkout:
         main_head = git.head_of(checkout, fleet.MAIN)
-        head = git.head_of(checkout, ref)
-        if main_head is None or head is None:
-            missing = fleet.MAIN if main_head is None else ref
-            return Verification(ref, head, None, (), (f"{settings.fleet}: no branch '{missing}'",))
+        if main_head is None:
+            return Verification(ref, None, None, (), (f"{settings.fleet}: no branch '{fleet.MAIN}'",))
+        head = git.resolve(checkout, ref)
+        if head is None:
+            raise BadInput(
+                f"--ref {ref!r} is no branch, commit or ref of {settings.fleet}; "
+                "give a branch name, a commit id (full or abbreviated) or refs/pull/N/head"
+            )
         signer, findings = _signer(checkout, head, main_head)
         index = fleet.neighbours_at(checkout, head)
         names = [n.cluster for n in index]

@@ -158,6 +158,13 @@ def fleet_signer(settings: Settings, signer: Signer) -> Signer:
 @pytest.fixture
 def second_signer() -> Iterator[Signer]:
     """Another local key in its own short GnuPG home (not trusted by any fleet); its agent stopped after."""
+    with another_local_key() as signer:
+        yield signer
+
+
+@contextlib.contextmanager
+def another_local_key() -> Iterator[Signer]:
+    """A new local key in its own short GnuPG home, removed after with its agent stopped."""
     home = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
     try:
         yield signing.ensure_local_key(home)

@@ -172,7 +172,22 @@ def test_every_command_has_help_with_an_example(command: str, capsys: pytest.Cap
     assert "example: python -m pipeline" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["new-cluster", "plan", "approve", "merge", "delete-cluster", "list", "status"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "new-cluster",
+        "plan",
+        "approve",
+        "merge",
+        "delete-cluster",
+        "list",
+        "status",
+        "verify",
+        "keys",
+        "schemas",
+        "local",
+    ],
+)
 def test_every_json_flag_promises_the_same(command: str, capsys: pytest.CaptureFixture[str]):
     with pytest.raises(SystemExit):
         main([command, "--help"])

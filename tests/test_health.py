@@ -13,6 +13,7 @@ import yaml
 from pipeline import fleet, health, signing
 from pipeline.commands import list_clusters, status
 from pipeline.config import GitHubSettings, Settings
+from pipeline.report import Reporter
 from tests.fixtures import fleet_git
 from tests.github_fake import REPO, TOKEN, FakeGitHub
 from tests.test_inventory import DEMO_CIDR, OTHER_CIDR, _land
@@ -49,7 +50,7 @@ def test_status_reads_the_commit_status_flux_posted_as_ready(
         _post_as_flux(fake, main, health.context("demo"), "pending", "Health check in progress")
         _post_as_flux(fake, main, health.context("demo"), "success", "Health check passed in 14m2s")
 
-        assert status.run("demo", False, forge) == 0
+        assert status.run("demo", forge, Reporter()) == 0
 
     assert _lines(capsys.readouterr().out)["health"] == "ready (Health check passed in 14m2s)"
     assert [r.path for r in fake.requests if r.method == "GET"] == [f"/repos/{REPO}/commits/{main}/status"]
@@ -64,7 +65,7 @@ def test_list_shows_each_cluster_from_one_call_and_says_why_one_is_unknown(
         main = _land(forge, fleet_signer, "other", OTHER_CIDR)
         _post_as_flux(fake, main, health.context("demo"), "failure", "Cluster demo: health check timed out")
 
-        assert list_clusters.run(False, forge) == 0
+        assert list_clusters.run(forge, Reporter()) == 0
         reads = [r for r in fake.requests if r.method == "GET"]
 
     out = capsys.readouterr().out.splitlines()
@@ -80,7 +81,7 @@ def test_without_a_forge_the_health_is_unknown_and_says_why(
 ) -> None:
     _land(settings, fleet_signer, "demo", DEMO_CIDR)
 
-    assert status.run("demo", False, settings) == 0
+    assert status.run("demo", settings, Reporter()) == 0
 
     assert _lines(capsys.readouterr().out)["health"] == (
         "unknown (the fleet is not on a forge that Flux reports to; set PIPELINE_GITHUB_REPO when it is)"

@@ -14,6 +14,7 @@ from pipeline.commands import list_clusters, status
 from pipeline.config import Settings
 from pipeline.errors import AwsError, BadInput
 from pipeline.model import AwsAccess
+from pipeline.report import Reporter
 from tests import fleet_calls
 from tests.fixtures import fleet_git, free_port, push_by_hand
 from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec
@@ -113,7 +114,7 @@ def test_lists_a_landed_signed_cluster_with_its_serial_and_an_unlanded_one_with_
     assert (other.region, other.vpc_cidr) == ("us-east-1", OTHER_CIDR)
     assert (other.state_serial, other.state_unknown) == (None, None)  # no state object yet
 
-    assert list_clusters.run(False, with_moto) == 0
+    assert list_clusters.run(with_moto, Reporter()) == 0
     header, demo_row, other_row, unknown = capsys.readouterr().out.splitlines()
     assert header.split()[:3] == ["NAME", "REGION", "CIDR"]
     assert demo_row.split() == [
@@ -165,15 +166,15 @@ def test_json_is_stable_and_parseable(
     _put_state(with_moto, "demo", _state(7))
     _propose(with_moto, fleet_signer, "other", OTHER_CIDR)
 
-    assert list_clusters.run(True, with_moto) == 0
+    assert list_clusters.run(with_moto, Reporter(as_json=True)) == 0
     first = capsys.readouterr().out
-    assert list_clusters.run(True, with_moto) == 0
+    assert list_clusters.run(with_moto, Reporter(as_json=True)) == 0
     assert capsys.readouterr().out == first
     clusters = json.loads(first)["clusters"]
     assert [c["name"] for c in clusters] == ["demo", "other"]
     assert (clusters[0]["signature"], clusters[0]["state_serial"]) == (fleet_signer.fingerprint, 7)
 
-    assert status.run("demo", True, with_moto) == 0
+    assert status.run("demo", with_moto, Reporter(as_json=True)) == 0
     assert json.loads(capsys.readouterr().out) == clusters[0]
 
 
@@ -186,7 +187,7 @@ def test_status_shows_the_last_run_from_the_journal(
     record = journal.last_run(settings.journal_dir, "demo")
     assert record is not None
 
-    assert status.run("demo", False, settings) == 0
+    assert status.run("demo", settings, Reporter()) == 0
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
     assert lines["last-run"] == record["run"]
     assert lines["last-run-command"] == "new-cluster"
@@ -203,11 +204,11 @@ def test_aws_out_of_reach_leaves_the_serial_unknown_with_the_reason(
     _land(settings, fleet_signer, "demo", DEMO_CIDR)
 
     # The local target with no endpoint started: nothing is started just to look.
-    assert list_clusters.run(False, settings) == 0
+    assert list_clusters.run(settings, Reporter()) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].split()[6] == "unknown"
     assert out[2].startswith("state serial unknown: no AWS endpoint is running")
-    assert status.run("demo", False, settings) == 0
+    assert status.run("demo", settings, Reporter()) == 0
     assert "state-serial: unknown (no AWS endpoint is running" in capsys.readouterr().out
 
     settings.state_dir.joinpath("local-endpoint.json").write_text("{not json")
@@ -223,22 +224,22 @@ def test_aws_out_of_reach_leaves_the_serial_unknown_with_the_reason(
 def test_status_of_an_unknown_cluster_names_the_known_ones(settings: Settings, fleet_signer: signing.Signer) -> None:
     _propose(settings, fleet_signer, "demo", DEMO_CIDR)
     with pytest.raises(BadInput, match=r"cluster 'nope' is not in the fleet .* \(known: demo\)") as caught:
-        status.run("nope", False, settings)
+        status.run("nope", settings, Reporter())
     assert caught.value.exit_code == 2
 
 
 def test_no_fleet_or_an_empty_one_is_said_and_is_not_a_failure(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert list_clusters.run(False, settings) == 0
+    assert list_clusters.run(settings, Reporter()) == 0
     assert capsys.readouterr().out.startswith(f"no fleet at {settings.fleet} yet")
-    assert list_clusters.run(True, settings) == 0
+    assert list_clusters.run(settings, Reporter(as_json=True)) == 0
     assert json.loads(capsys.readouterr().out) == {"clusters": []}
     with pytest.raises(BadInput, match="no fleet at"):
-        status.run("demo", False, settings)
+        status.run("demo", settings, Reporter())
 
     fleet.ensure_fleet(settings, signing.signer_for(settings))
-    assert list_clusters.run(False, settings) == 0
+    assert list_clusters.run(settings, Reporter()) == 0
     assert capsys.readouterr().out == f"no clusters in the fleet {settings.fleet}\n"
 
 

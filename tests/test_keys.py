@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,12 +12,14 @@ from pipeline import fleet, keys, signing
 from pipeline.approve import approve, keys_review
 from pipeline.commands import keys as keys_command
 from pipeline.config import Settings
-from pipeline.errors import BadInput, SigningError
+from pipeline.errors import EXIT_BAD_INPUT, BadInput, SigningError
+from pipeline.report import Reporter
 from pipeline.signing import Signer
 from pipeline.verify import verify_fleet
 from tests import fleet_calls
-from tests.fixtures import fleet_git, fleet_refs
+from tests.fixtures import another_local_key, fleet_git, fleet_refs, push_by_hand
 from tests.fixtures_render import schemas_from
+from tests.test_cli import run_cli
 
 
 def approve_keys(settings: Settings) -> None:
@@ -144,6 +147,48 @@ def test_a_full_rotation_leaves_main_verifiable_by_the_new_key_only(
     assert (result.findings, result.commit, result.signer) == ((), retired.commit, second_signer.fingerprint)
 
 
+def test_a_rotation_landing_signed_by_the_key_it_retires_is_refused_with_nothing_pushed(
+    settings: Settings, fleet_signer: Signer, second_signer: Signer, tmp_path: Path
+) -> None:
+    keys.add(settings, fleet_signer, signing.export_public(second_signer))
+    approve_keys(settings)
+    keys.retire(settings, second_signer, fleet_signer.fingerprint)
+    # Main moves on, so the landing is a merge that the approving key signs: the very key retired.
+    push_by_hand(settings.fleet, tmp_path / "work", "main", {"docs/operations.md": "on call: platform\n"}, fleet_signer)
+    refs = fleet_refs(settings.fleet)
+
+    env = {"PIPELINE_STATE_DIR": str(settings.state_dir), "PIPELINE_FLEET": settings.fleet}
+    result = run_cli(tmp_path, "approve", "--keys", "--json", env=env)
+
+    message = (
+        f"keys/rotation retires key {fleet_signer.fingerprint}, which would sign main's new head: Flux would refuse "
+        "main once it holds the new keys; sign with a key that stays trusted (the local target always signs with "
+        "its local key: use --target aws and set PIPELINE_SIGNING_KEY to its fingerprint) and approve again"
+    )
+    assert (result.returncode, json.loads(result.stdout)) == (EXIT_BAD_INPUT, {"error": message, "exit_code": 2})
+    assert result.stderr.splitlines()[-1] == f"error: {message}"
+    assert fleet_refs(settings.fleet) == refs
+
+
+def test_a_rotation_head_signed_by_the_key_it_retires_lands_under_a_merge_a_staying_key_signs(
+    settings: Settings, fleet_signer: Signer, second_signer: Signer
+) -> None:
+    keys.add(settings, fleet_signer, signing.export_public(second_signer))
+    approve_keys(settings)
+    keys.retire(settings, second_signer, fleet_signer.fingerprint)
+    with another_local_key() as third:
+        # Still trusted on main, the retired key adds a third on top: the branch's head is signed by it.
+        head = keys.add(settings, fleet_signer, signing.export_public(third)).commit
+
+        approval = approve(keys_review(), settings, second_signer)
+
+        assert (approval.how, approval.signer) == ("merge", second_signer.fingerprint)
+        assert fleet_git(settings.fleet, "rev-parse", "main^2").strip() == head
+        assert sorted(listed_keys(settings, "main")) == sorted([second_signer.fingerprint, third.fingerprint])
+    result = verify_fleet(settings, schemas_from(str(settings.crds_dir)))
+    assert (result.findings, result.signer) == ((), second_signer.fingerprint)
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -180,7 +225,7 @@ def test_keys_add_command_prints_the_branch_and_next_step(
     key_file = tmp_path / "new.asc"
     key_file.write_text(signing.export_public(second_signer))
 
-    assert keys_command.run("add", settings, str(key_file)) == 0
+    assert keys_command.run("add", settings, Reporter(), str(key_file)) == 0
 
     head = fleet_git(settings.fleet, "rev-parse", "keys/rotation").strip()
     assert capsys.readouterr().out == (
@@ -191,7 +236,7 @@ def test_keys_add_command_prints_the_branch_and_next_step(
 
 def test_keys_command_needs_its_argument(settings: Settings) -> None:
     with pytest.raises(BadInput, match="needs a fingerprint"):
-        keys_command.run("retire", settings)
+        keys_command.run("retire", settings, Reporter())
 
 
 def test_a_file_carrying_a_secret_key_is_refused(second_signer: Signer) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 from collections.abc import Mapping
 
 import pytest
@@ -9,11 +11,13 @@ import yaml
 from pipeline import fleet, git, management
 from pipeline.commands import verify as verify_command
 from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.errors import BadInput
 from pipeline.render import render
+from pipeline.report import Reporter
 from pipeline.schemas import Schemas
 from pipeline.signing import Signer, export_public
 from pipeline.verify import verify_fleet
-from tests.fixtures import fleet_git
+from tests.fixtures import fleet_git, fleet_refs
 from tests.fixtures_render import MANAGEMENT_CIDRS, sample_outputs, sample_spec, schemas_from
 
 
@@ -44,7 +48,7 @@ def push_signed(
 
 
 def test_a_fresh_fleet_verifies(settings: Settings, fleet_signer: Signer, capsys: pytest.CaptureFixture[str]) -> None:
-    assert verify_command.run("main", settings) == 0
+    assert verify_command.run("main", settings, Reporter()) == 0
 
     head = fleet_git(settings.fleet, "rev-parse", "main").strip()
     assert (
@@ -70,7 +74,7 @@ def test_an_invalid_manifest_is_a_finding_naming_its_file(
     files["clusters/demo/awscluster.yaml"] = yaml.safe_dump_all(docs)
     push_signed(settings, fleet_signer, files)
 
-    assert verify_command.run("main", settings) == 1
+    assert verify_command.run("main", settings, Reporter()) == 1
 
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
@@ -151,10 +155,72 @@ def test_a_cluster_without_flux_kustomization_and_a_broken_flux_system(
     assert findings[1:] == ("clusters/alpha: no Flux Kustomization flux/clusters/alpha.yaml applies it",)
 
 
-def test_a_missing_ref_is_a_finding(settings: Settings, fleet_signer: Signer, schemas: Schemas) -> None:
-    result = verify_fleet(settings, schemas, "pr/none")
+def push_pull_head(settings: Settings, signer: Signer, number: int, files: Mapping[str, str]) -> str:
+    """A signed commit on main pushed as GitHub keeps a pull request's head: refs/pull/N/head, no branch."""
+    with git.clone(settings.fleet) as checkout:
+        git.switch(checkout, "contribution", git.upstream(fleet.MAIN))
+        git.write_files(checkout, files)
+        git.stage_all(checkout)
+        head = git.commit(checkout, f"test: pull request {number}\n", signer)
+        subprocess.run(
+            ["git", "push", "-q", "origin", f"{head}:refs/pull/{number}/head"], cwd=checkout.path, check=True
+        )
+    return head
 
-    assert (result.commit, result.findings) == (None, (f"{settings.fleet}: no branch 'pr/none'",))
+
+@pytest.mark.parametrize("ref", ["pr/none", "refs/pull/9/head", "deadbeef", "0" * 40, "refs/x:refs/heads/main"])
+def test_a_ref_that_gives_no_commit_is_bad_input_naming_ref(
+    settings: Settings, fleet_signer: Signer, schemas: Schemas, ref: str
+) -> None:
+    refs = fleet_refs(settings.fleet)
+    with pytest.raises(BadInput, match=rf"^--ref '{re.escape(ref)}' is no branch, commit or ref of "):
+        verify_fleet(settings, schemas, ref)
+    assert fleet_refs(settings.fleet) == refs
+
+
+def test_a_commit_id_full_or_abbreviated_is_checked_like_its_branch(
+    settings: Settings, fleet_signer: Signer, schemas: Schemas
+) -> None:
+    head = push_signed(settings, fleet_signer, cluster("alpha", "10.30.0.0/16"), branch="cluster/alpha")
+
+    for ref in (head, head[:10].upper(), "cluster/alpha"):
+        result = verify_fleet(settings, schemas, ref)
+        assert (result.ref, result.commit, result.signer, result.clusters) == (
+            ref,
+            head,
+            fleet_signer.fingerprint,
+            ("alpha",),
+        )
+        assert result.findings == ()
+
+
+def test_a_pull_request_head_is_fetched_and_checked_with_mains_trust(
+    settings: Settings, fleet_signer: Signer, second_signer: Signer, schemas: Schemas
+) -> None:
+    signed = push_pull_head(settings, fleet_signer, 7, cluster("alpha", "10.30.0.0/16"))
+    key_file = f"keys/{second_signer.fingerprint}.asc"
+    own_key = {
+        f"flux/system/{key_file}": export_public(second_signer),
+        fleet.SYSTEM_KUSTOMIZATION: fleet.system_kustomization([f"keys/{fleet_signer.fingerprint}.asc", key_file]),
+    }
+    vouching = push_pull_head(settings, second_signer, 8, own_key)
+
+    result = verify_fleet(settings, schemas, "refs/pull/7/head")
+    assert (result.commit, result.signer, result.clusters, result.findings) == (
+        signed,
+        fleet_signer.fingerprint,
+        ("alpha",),
+        (),
+    )
+    # Reached from no branch, the head is still found by its full id: the remote serves it.
+    assert verify_fleet(settings, schemas, signed).commit == signed
+    # A pull request that adds its own key is still judged by main's keys.
+    refused = verify_fleet(settings, schemas, "refs/pull/8/head")
+    assert refused.commit == vouching
+    assert refused.findings == (
+        f"commit {vouching[:12]} is signed by a key the fleet does not trust; "
+        "sign with a key in flux/system/keys/ or add its public key there",
+    )
 
 
 def _at(name: str, cidr: str, version: str) -> dict[str, str]:

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from pipeline import fleet, keys, signing
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK, BadInput
 from pipeline.model import CommitResult
+from pipeline.report import Outcome, Reporter, markdown_list
 
 
-def run(action: str, settings: Settings, argument: str | None = None) -> int:
+def run(action: str, settings: Settings, reporter: Reporter, argument: str | None = None) -> int:
     """`argument` is the key file for add, the fingerprint for retire; export takes none."""
     if action == "export":
         if argument is not None:
             raise BadInput(f"keys export takes no argument (got '{argument}')")
-        return _export(settings)
+        reporter.finish(_export(settings))
+        return EXIT_OK
     if argument is None:
         raise BadInput(f"keys {action} needs {'a public key file' if action == 'add' else 'a fingerprint'}")
     signer = signing.signer_for(settings)
@@ -28,19 +29,26 @@ def run(action: str, settings: Settings, argument: str | None = None) -> int:
         what = f"retiring key {argument}"
     else:
         raise AssertionError(action)  # argparse restricts the choices
-    _report(result, what)
+    reporter.finish(_committed(result, what))
     return EXIT_OK
 
 
-def _export(settings: Settings) -> int:
+def _export(settings: Settings) -> Outcome:
+    """The armored keys as the lines a person redirects into a file, and inside the JSON object for a program."""
     if fleet.exists(settings):
         with fleet.session(settings) as checkout:
             found = fleet.trusted_keys(checkout)
+        source = f"main of {settings.fleet}"
     else:
         # No fleet yet: the key a new fleet will trust is this machine's signer.
         found = (signing.export_public(signing.signer_for(settings)),)
-    sys.stdout.write("".join(key if key.endswith("\n") else key + "\n" for key in found))
-    return EXIT_OK
+        source = "this machine's signing key (no fleet yet)"
+    text = "".join(key if key.endswith("\n") else key + "\n" for key in found)
+    return Outcome(
+        tuple(text.splitlines()),
+        {"keys": list(found), "source": source},
+        summary=markdown_list("Trusted keys", [f"{len(found)} from {source}"]),
+    )
 
 
 def _read_key_file(path: Path) -> str:
@@ -50,9 +58,18 @@ def _read_key_file(path: Path) -> str:
         raise BadInput(f"cannot read the key file {path} ({err}); give an ASCII-armored public key file") from err
 
 
-def _report(result: CommitResult, what: str) -> None:
+def _committed(result: CommitResult, what: str) -> Outcome:
+    next_step = f"review {result.branch}, then `{keys.NEXT_STEP}`"
     if not result.changed:
-        print(f"{result.branch} at {result.commit} already has that change; nothing to commit")
+        done = f"{result.branch} at {result.commit} already has that change; nothing to commit"
     else:
-        print(f"{result.branch} at {result.commit}: {what}, signed by {result.signer}")
-    print(f"next: review {result.branch}, then `{keys.NEXT_STEP}`")
+        done = f"{result.branch} at {result.commit}: {what}, signed by {result.signer}"
+    lines = (done, f"next: {next_step}")
+    data = {
+        "branch": result.branch,
+        "commit": result.commit,
+        "changed": result.changed,
+        "signer": result.signer,
+        "next": next_step,
+    }
+    return Outcome(lines, data, summary=markdown_list("Trusted keys", lines))

@@ -9,24 +9,26 @@ from pipeline.config import Settings
 from pipeline.errors import EXIT_OK
 from pipeline.inventory import AccessFor, ClusterStatus
 from pipeline.model import AwsAccess
+from pipeline.report import Outcome, Reporter
 
 _COLUMNS = ("NAME", "REGION", "CIDR", "COMMIT", "SIGNATURE", "REVIEW", "SERIAL", "HEALTH", "LAST RUN")
 
 
-def run(as_json: bool, settings: Settings) -> int:
+def run(settings: Settings, reporter: Reporter) -> int:
     clusters = inventory.fleet_status(settings, reachable_access(settings))
-    if as_json:
-        print(inventory.to_json(clusters))
-    elif not fleet.exists(settings):
-        print(f"no fleet at {settings.fleet} yet; new-cluster creates it with the first cluster")
+    rows = [_row(c) for c in clusters]
+    if not fleet.exists(settings):
+        lines = [f"no fleet at {settings.fleet} yet; new-cluster creates it with the first cluster"]
     elif not clusters:
-        print(f"no clusters in the fleet {settings.fleet}")
+        lines = [f"no clusters in the fleet {settings.fleet}"]
     else:
-        _print_table([_row(c) for c in clusters])
-        for reason in sorted({c.state_unknown for c in clusters if c.state_unknown is not None}):
-            print(f"state serial unknown: {reason}")
-        for reason in sorted({c.health_detail for c in clusters if c.health == "unknown"}):
-            print(f"health unknown: {reason}")
+        lines = _table(rows)
+        unknown = {c.state_unknown for c in clusters if c.state_unknown is not None}
+        lines += [f"state serial unknown: {reason}" for reason in sorted(unknown)]
+        unhealthy = {c.health_detail for c in clusters if c.health == "unknown"}
+        lines += [f"health unknown: {reason}" for reason in sorted(unhealthy)]
+    summary = "\n".join(["### Fleet clusters", "", *_markdown_table(rows)]) + "\n" if rows else ""
+    reporter.finish(Outcome(tuple(lines), inventory.to_data(clusters), summary=summary))
     return EXIT_OK
 
 
@@ -73,7 +75,13 @@ def _row(status: ClusterStatus) -> tuple[str, ...]:
     )
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(cell) for cell in column) for column in zip(_COLUMNS, *rows, strict=True)]
-    for row in (_COLUMNS, *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (_COLUMNS, *rows)
+    ]
+
+
+def _markdown_table(rows: list[tuple[str, ...]]) -> list[str]:
+    return [f"| {' | '.join(row)} |" for row in (_COLUMNS, tuple("---" for _ in _COLUMNS), *rows)]

@@ -4,27 +4,35 @@ from __future__ import annotations
 
 from pipeline import local_endpoint
 from pipeline.config import Settings
-from pipeline.errors import EXIT_FAILED, EXIT_OK
-from pipeline.report import Reporter
+from pipeline.errors import EXIT_OK, LocalEndpointError
+from pipeline.report import Outcome, Reporter
 
 
 def run(action: str, settings: Settings, reporter: Reporter) -> int:
     if action == "up":
         endpoint = local_endpoint.up(settings)
-        print(f"local AWS endpoint: {endpoint.url}")
+        lines = [f"local AWS endpoint: {endpoint.url}"]
         if endpoint.ca_bundle is not None:
-            print(f"its CA bundle: {endpoint.ca_bundle} (AWS_CA_BUNDLE for other AWS clients)")
+            lines.append(f"its CA bundle: {endpoint.ca_bundle} (AWS_CA_BUNDLE for other AWS clients)")
+        reporter.finish(Outcome(tuple(lines), _data(endpoint)))
         return EXIT_OK
     if action == "down":
         stopped = local_endpoint.down(settings)
-        print("local AWS endpoint stopped" if stopped else "no local AWS endpoint was running")
+        line = "local AWS endpoint stopped" if stopped else "no local AWS endpoint was running"
+        reporter.finish(Outcome((line,), {"stopped": stopped}))
         return EXIT_OK
     current = local_endpoint.status(settings)
     if current is None:
-        print("local AWS endpoint: not started (new-cluster or `local up` starts it)")
+        line = "local AWS endpoint: not started (new-cluster or `local up` starts it)"
+        reporter.finish(Outcome((line,), {"url": None, "running": False, "ca_bundle": None}))
         return EXIT_OK
-    print(f"local AWS endpoint: {current.url} {'answering' if current.running else 'NOT answering'}")
     if not current.running:
-        reporter.error("the recorded endpoint does not answer; run `python -m pipeline local up`")
-        return EXIT_FAILED
+        raise LocalEndpointError(
+            f"the local AWS endpoint recorded at {current.url} does not answer; run `python -m pipeline local up`"
+        )
+    reporter.finish(Outcome((f"local AWS endpoint: {current.url} answering",), _data(current)))
     return EXIT_OK
+
+
+def _data(endpoint: local_endpoint.Endpoint) -> dict[str, object]:
+    return {"url": endpoint.url, "running": endpoint.running, "ca_bundle": endpoint.ca_bundle}

@@ -7,15 +7,13 @@ from pipeline.commands.list_clusters import reachable_access, serial_text, signa
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK
 from pipeline.inventory import ClusterStatus
+from pipeline.report import Outcome, Reporter, markdown_list
 
 
-def run(name: str, as_json: bool, settings: Settings) -> int:
+def run(name: str, settings: Settings, reporter: Reporter) -> int:
     status = inventory.cluster_status(settings, name, reachable_access(settings))
-    if as_json:
-        print(inventory.to_json(status))
-        return EXIT_OK
-    for key, value in _fields(status):
-        print(f"{key}: {value}")
+    lines = tuple(f"{key}: {value}" for key, value in _fields(status))
+    reporter.finish(Outcome(lines, inventory.to_data(status), summary=markdown_list(f"Cluster `{name}`", lines)))
     return EXIT_OK
 
 
