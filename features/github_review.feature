@@ -9,9 +9,11 @@ Feature: A reviewer approves the generated pull request and main's head verifies
     When I run new-cluster "web" for review on GitHub
     Then the run succeeds
     And GitHub has one open pull request from "cluster/web" that describes the network
+    And main is the fleet's signed first commit, its GitRepository at the address Flux fetches it from
     When I run new-cluster "web" for review on GitHub
     Then the run succeeds
     And GitHub still has one pull request from "cluster/web", not updated
+    And main is still the fleet's first commit
     When the spec for "web" asks for 3 replicas in pool "default"
     And GitHub refuses the next edit of a pull request
     And I run new-cluster "web" for review on GitHub

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from pytest_bdd import given, parsers, scenario, scenarios, then, when
 
-from features.conftest import World, small_spec, spec_path
+from features.conftest import World, small_spec, spec_path, verify_signed_by_trusted_key
 from tests.github_fake import BOT, TOKEN, FakeGitHub
 
 
@@ -51,8 +52,33 @@ def github(world: World) -> Iterator[FakeGitHub]:
 
 @given(parsers.parse('an empty fleet hosted on GitHub as "{repo}"'))
 def fleet_on_github(world: World, github: FakeGitHub, repo: str) -> None:
-    assert not world.fleet.exists()
-    world.env.update(GITHUB_API_URL=github.url, GITHUB_TOKEN=TOKEN, PIPELINE_GITHUB_REPO=repo, **PLANTED)
+    # As a new repository on GitHub is: no branch, no commit. The pipeline pushes to it over a path; Flux would
+    # fetch it from GitHub.
+    subprocess.run(["git", "init", "--quiet", "--bare", str(world.fleet)], check=True)
+    assert world.refs() == ""
+    world.env.update(
+        GITHUB_API_URL=github.url,
+        GITHUB_TOKEN=TOKEN,
+        PIPELINE_GITHUB_REPO=repo,
+        PIPELINE_FLUX_URL=f"https://github.com/{repo}.git",
+        **PLANTED,
+    )
+
+
+@then("main is the fleet's signed first commit, its GitRepository at the address Flux fetches it from")
+def main_is_the_first_commit(world: World) -> None:
+    assert world.last is not None
+    (first,) = world.git("rev-list", "main").split()
+    verify_signed_by_trusted_key(world, "main")
+    source = yaml.safe_load(world.git("show", "main:flux/system/gitrepository.yaml"))
+    assert source["spec"]["url"] == world.env["PIPELINE_FLUX_URL"]
+    assert f"main at {first[:12]}, its signed first commit" in world.last.stderr
+    world.before["main"] = first
+
+
+@then("main is still the fleet's first commit")
+def main_is_still_the_first_commit(world: World) -> None:
+    assert world.git("rev-list", "main").split() == [world.before["main"]]
 
 
 @when(parsers.parse('I run new-cluster "{name}" for review on GitHub'))

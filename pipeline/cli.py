@@ -18,6 +18,7 @@ from pipeline.commands import (
     approve,
     delete_cluster,
     drift,
+    fleet_init,
     keys,
     list_clusters,
     local,
@@ -43,6 +44,7 @@ _EXAMPLES = {
     "verify": "example: python -m pipeline verify --fleet . --ref cluster/demo",
     "keys": "example: python -m pipeline keys export > fleet-keys.asc",
     "local": "example: python -m pipeline local up",
+    "fleet": "example: python -m pipeline fleet init --fleet git@github.com:acme/fleet.git",
     "schemas": "example: python -m pipeline schemas fetch",
     "list": "example: python -m pipeline list --json",
     "plan": "example: python -m pipeline plan demo --spec clusters/demo.yaml --markdown > plan.md",
@@ -186,6 +188,18 @@ def _review_and_upkeep_commands(command: Callable[[str, str], argparse.ArgumentP
     fetch.add_argument("action", choices=("fetch",), help="fetch: download the pinned CRDs into the cache")
     fetch.add_argument("--json", action="store_true", help=JSON_HELP)
 
+    founding = command(
+        "fleet", "init: an empty remote becomes the fleet by a signed first commit; a fleet there is adopted as it is."
+    )
+    founding.add_argument("action", choices=("init",))
+    founding.add_argument(
+        "--flux-url",
+        metavar="URL",
+        help="where Flux fetches the fleet, when not at --fleet (ssh:// or https://; a path needs it; "
+        "default: $PIPELINE_FLUX_URL, else --fleet)",
+    )
+    founding.add_argument("--json", action="store_true", help=JSON_HELP)
+
     local = command("local", "The embedded AWS endpoint (a moto server on loopback) for the local target.")
     local.add_argument("action", choices=("up", "down", "status"))
     local.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -242,7 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     reporter = Reporter(runner=runner, verbose=args.verbose, color=color, as_json=getattr(args, "json", False))
     try:
         settings = load_settings(
-            env, Path.cwd(), target=args.target, fleet=args.fleet, github_repo=getattr(args, "github_repo", None)
+            env,
+            Path.cwd(),
+            target=args.target,
+            fleet=args.fleet,
+            github_repo=getattr(args, "github_repo", None),
+            flux_url=getattr(args, "flux_url", None),
         )
         return _dispatch(args, settings, reporter)
     except SpecError as exc:
@@ -302,6 +321,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) 
         return schemas.run(args.action, settings, reporter)
     if args.command == "spec":
         return _spec(args, settings, reporter)
+    return _setting_up(args, settings, reporter)
+
+
+def _setting_up(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    """What comes before a first cluster: the fleet, and the local target's AWS endpoint."""
+    if args.command == "fleet":
+        return fleet_init.run(settings, reporter)
     return local.run(args.action, settings, reporter)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ DEFAULT_FLEET = "fleet.git"
 DEFAULT_STATE_DIR = ".pipeline"
 DEFAULT_ACCOUNT_REGION = "us-east-1"
 PASSPHRASE_ENV = "PIPELINE_GPG_PASSPHRASE"  # noqa: S105 - the name of the variable, not a value
+FLUX_URL_ENV = "PIPELINE_FLUX_URL"
+_FLUX_SCHEMES = ("ssh", "https", "http")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class Settings:
     account_state_bucket: str | None = None
     # The management cluster's egress CIDRs, written into a new fleet's fleet.yaml.
     management_cidrs: tuple[str, ...] = ()
+    # Where the management cluster's Flux fetches the fleet from, when not at the address the pipeline uses.
+    flux_url: str | None = None
 
     @property
     def templates_dir(self) -> Path:
@@ -90,6 +95,7 @@ def load_settings(
     target: str | None = None,
     fleet: str | None = None,
     github_repo: str | None = None,
+    flux_url: str | None = None,
 ) -> Settings:
     chosen = target or env.get("PIPELINE_TARGET", "local")
     if chosen not in ("local", "aws"):
@@ -114,6 +120,7 @@ def load_settings(
         account_region=env.get("PIPELINE_ACCOUNT_REGION") or DEFAULT_ACCOUNT_REGION,
         account_state_bucket=env.get("PIPELINE_ACCOUNT_STATE_BUCKET") or None,
         management_cidrs=_names(env.get("PIPELINE_MANAGEMENT_CIDRS", "")),
+        flux_url=_flux_url(flux_url, "--flux-url") or _flux_url(env.get(FLUX_URL_ENV), FLUX_URL_ENV),
         github=GitHubSettings(
             api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
             repo=github_repo or env.get("PIPELINE_GITHUB_REPO") or None,
@@ -126,6 +133,26 @@ def load_settings(
 
 def _names(listed: str) -> tuple[str, ...]:
     return tuple(sorted({name.strip() for name in listed.split(",") if name.strip()}))
+
+
+def _flux_url(value: str | None, given_as: str) -> str | None:
+    """A URL Flux's GitRepository accepts (its CRD admits ssh, https and http only), without credentials in it."""
+    if not value:
+        return None
+    example = "e.g. ssh://git@github.com/acme/fleet.git"
+    try:
+        parts = urllib.parse.urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if host is None or parts.scheme not in _FLUX_SCHEMES or any(c.isspace() for c in value):
+        raise BadInput(
+            f"{given_as} '{value}' is not a URL Flux can fetch from; give an ssh:// or https:// URL ({example})"
+        )
+    if parts.password is not None or (parts.scheme != "ssh" and parts.username is not None):
+        # The URL is committed to the fleet: Flux reads credentials from the GitRepository's secretRef instead.
+        raise BadInput(f"{given_as} carries credentials; give the URL without them ({example})")
+    return value
 
 
 def state_dir(env: Mapping[str, str], cwd: Path) -> Path:

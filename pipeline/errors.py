@@ -132,6 +132,10 @@ class FleetFileInvalid(BadInput):
     """A file of the fleet's own on main (fleet.yaml, policy-exceptions.yaml) is malformed; it names the field."""
 
 
+class FleetRemoteOccupied(BadInput):
+    """The fleet remote holds something other than a fleet; nothing was pushed to it."""
+
+
 class SigningError(PipelineError):
     """A commit could not be signed, or its signature is not from a trusted key."""
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import shutil
-import tempfile
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import atomic_file, git, github, management, yaml_docs
+from pipeline import atomic_file, founding, git, github, management, yaml_docs
 from pipeline.config import PROJECT_ROOT, Settings, is_git_url
 from pipeline.errors import BadInput, FleetFileInvalid
 from pipeline.model import Manifest, Manifests
@@ -32,9 +29,13 @@ CLUSTER_FILE = "cluster.yaml"  # in each cluster's folder: its Cluster object, w
 # The annotation on each Cluster that the fleet-wide rules read its VPC CIDR from.
 VPC_CIDR_ANNOTATION = "fleet.pipeline/vpc-cidr"
 _CLUSTER_API = "cluster.x-k8s.io/"
+FLUX_DIR = "flux/"  # what the management cluster's Flux applies, through the root Kustomization
 FLUX_CLUSTERS_DIR = "flux/clusters/"
 TRUSTED_KEYS_REF = "fleet-signing-keys"  # the Secret that spec.verify names
-# Flux needs a URL it can reach; a fleet created here has none until it is pushed somewhere.
+GITREPOSITORY_FILE = "flux/system/gitrepository.yaml"
+# The Flux Kustomization that applies ./flux (and so itself, and every cluster's) from the verified source.
+ROOT_KUSTOMIZATION = "flux/system/root-kustomization.yaml"
+# Flux fetches over ssh or http(s) only: a fleet at a path on this machine holds this until --flux-url names one.
 PLACEHOLDER_URL = "ssh://git@git.example.invalid/fleet.git"
 # Flux's notification-controller posts each Flux Kustomization's health on the commit it applied,
 # under this prefix and the Kustomization's name: `status` and `list` read it back from there.
@@ -61,10 +62,11 @@ by hand: the management cluster's Flux pulls it and applies what it finds on `ma
 - `flux/clusters/<name>.yaml`: the Flux `Kustomization` that applies `./clusters/<name>`.
 - `flux/system/`: the `GitRepository` "fleet" (namespace flux-system, branch `main`), the
   Secret `{secret}` built from `flux/system/keys/*.asc`, and in `health.yaml` the Provider
-  and Alert that post each cluster's health as a commit status. Point the management cluster's
-  root Flux Kustomization at `./flux`, set the GitRepository's `spec.url` and the Provider's
-  `spec.address` to this repository's address where they hold a placeholder, and create the
-  Secret `{token}` (key `token`: a GitHub token that may write commit statuses).
+  and Alert that post each cluster's health as a commit status, and in `root-kustomization.yaml`
+  the root Flux Kustomization, which applies `./flux` from that GitRepository. Set the
+  GitRepository's `spec.url` and the Provider's `spec.address` to this repository's address
+  where they hold a placeholder, and create the Secret `{token}` (key `token`: a GitHub token
+  that may write commit statuses).
 - `flux/management/`: the management cluster's own desired state. cert-manager and the Cluster API
   Operator (Helm releases), then the Cluster API providers it installs (core, kubeadm bootstrap and
   control plane, AWS), pinned to the versions the pipeline renders for; `verify` reports any other.
@@ -94,51 +96,55 @@ out; it must never be trusted by a production fleet.
 """
 
 
-def ensure_fleet(settings: Settings, signer: Signer) -> None:
-    """Create the fleet as a local bare repository with its Flux layout, unless it exists.
+def ensure_fleet(settings: Settings, signer: Signer) -> founding.Founded:
+    """The fleet at settings.fleet, founded with its Flux layout by a signed first commit when the remote is empty,
+    adopted as it is when it holds a fleet already; a remote that holds anything else is refused.
 
-    The repository is built beside its final path and renamed into place once its signed
-    first commit is in, so a failure never leaves a half-made fleet behind.
+    Any remote: a path (created, as a bare repository, when it does not exist), file://, ssh or https. Of runs
+    that found one remote at the same moment, one first commit lands and every run ends with that fleet.
     """
-    if is_git_url(settings.fleet):
-        return
-    final = Path(settings.fleet)
-    if final.exists():
-        return
-    final.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        git.init_bare(building)
-        with git.opened(building) as repository:
-            files = initial_files(
-                export_public(signer),
-                signer.fingerprint,
-                forge_repository_url(settings),
-                initial_management_cidrs(settings),
-            )
-            tree = git.tree_with(repository, git.EMPTY_TREE, (), files)
-            git.commit_tree(repository, MAIN, tree, (), _initial_message(signer), signer=signer)
-        try:
-            os.rename(building, final)
-        except OSError:
-            # Another run created the fleet first: theirs stands, ours is discarded.
-            if not final.exists():
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+
+    def first_files() -> dict[str, str]:
+        return initial_files(
+            export_public(signer),
+            signer.fingerprint,
+            forge_repository_url(settings),
+            initial_management_cidrs(settings),
+            flux_url(settings),
+        )
+
+    return founding.found(settings.fleet, first_files, _initial_message(signer), signer, _lacks_layout)
+
+
+def flux_url(settings: Settings) -> str:
+    """What the GitRepository fetches: --flux-url (PIPELINE_FLUX_URL) when given, else the fleet's own address."""
+    return settings.flux_url or founding.source_url(settings.fleet, PLACEHOLDER_URL)
+
+
+def _lacks_layout(checkout: git.Checkout, rev: str) -> str | None:
+    """What a remote's main at `rev` lacks of a fleet (its Flux source and a trusted key); None when it has them."""
+    if git.read_file(checkout, rev, GITREPOSITORY_FILE) is None or not keys_at(checkout, rev):
+        return f"has no {GITREPOSITORY_FILE} with trusted keys in {KEYS_DIR}"
+    return None
 
 
 def initial_files(
-    public_key: str, fingerprint: str, forge_url: str | None = None, management_cidrs: Sequence[str] = ()
+    public_key: str,
+    fingerprint: str,
+    forge_url: str | None = None,
+    management_cidrs: Sequence[str] = (),
+    source_url: str = PLACEHOLDER_URL,
 ) -> dict[str, str]:
-    """The fleet's first commit: README, its settings, its verify workflow, the Flux source verifying signatures,
-    one trusted key, and the notifications that report each cluster's health back to the forge."""
+    """The fleet's first commit: README, its settings, its verify workflow, the Flux source verifying signatures
+    (fetched from `source_url`) and the root Flux Kustomization applying ./flux from it, one trusted key, and the
+    notifications that report each cluster's health back to the forge."""
     key_file = f"keys/{fingerprint}.asc"
     return {
         "README.md": _README.format(secret=TRUSTED_KEYS_REF, token=FORGE_TOKEN_REF),
         SETTINGS_FILE: _SETTINGS.format(cidrs=json.dumps(sorted(management_cidrs))),
         FLEET_WORKFLOW: FLEET_WORKFLOW_TEMPLATE.read_text(encoding="utf-8"),
-        "flux/system/gitrepository.yaml": _GITREPOSITORY.format(url=PLACEHOLDER_URL, secret=TRUSTED_KEYS_REF),
+        GITREPOSITORY_FILE: _GITREPOSITORY.format(url=json.dumps(source_url), secret=TRUSTED_KEYS_REF),
+        ROOT_KUSTOMIZATION: _ROOT_KUSTOMIZATION,
         HEALTH_FILE: _HEALTH.format(
             address=forge_url or PLACEHOLDER_FORGE_URL, token=FORGE_TOKEN_REF, prefix=HEALTH_CONTEXT_PREFIX
         ),
@@ -414,6 +420,21 @@ spec:
       name: {secret}
 """
 
+_ROOT_KUSTOMIZATION = """\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: fleet
+  namespace: flux-system
+spec:
+  interval: 10m
+  path: ./flux
+  prune: true
+  sourceRef:
+    kind: GitRepository
+    name: fleet
+"""
+
 _HEALTH = """\
 # Flux reports each Kustomization's health (a cluster built, its add-ons Ready) to the forge as a
 # commit status on the commit it applied. The token Secret is created once, at bootstrap.
@@ -449,6 +470,7 @@ kind: Kustomization
 resources:
   - gitrepository.yaml
   - health.yaml
+  - root-kustomization.yaml
 secretGenerator:
   - name: {secret}
     namespace: flux-system

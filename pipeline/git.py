@@ -73,10 +73,7 @@ def clone(remote: str, *, also: Sequence[str] = (), cache_dir: Path | None = Non
                 # The options are this module's own refspecs, not anyone's input.
                 allow_unsafe_options=True,
             )
-            repo.git.update_environment(**_ENV)
-            with repo.config_writer() as config:
-                for section, option, value in _PINNED_CONFIG:
-                    config.set_value(section, option, value)
+            _pin(repo)
         except gitpython.GitCommandError as failed:
             raise GitError(
                 f"cannot clone the fleet repository {remote}: {_reason(failed)}; "
@@ -88,6 +85,63 @@ def clone(remote: str, *, also: Sequence[str] = (), cache_dir: Path | None = Non
             repo.close()
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@contextmanager
+def scratch(remote: str) -> Iterator[Checkout]:
+    """A new, empty repository in a temporary folder whose origin is `remote`, removed on exit whatever happens.
+
+    For a remote that may hold nothing yet, where a clone has nothing to start from: what it holds is fetched.
+    """
+    parent = Path(tempfile.mkdtemp(prefix="fleet-"))
+    try:
+        try:
+            repo = gitpython.Repo.init(parent / "fleet", mkdir=True, initial_branch="main")
+            _pin(repo)
+            # Written as configuration, not by `git remote add`: the remote, given by the user, is never an option.
+            with repo.config_writer() as config:
+                config.set_value('remote "origin"', "url", remote)
+                config.set_value('remote "origin"', "fetch", "+refs/heads/*:refs/remotes/origin/*")
+        except gitpython.GitCommandError as failed:
+            raise GitError(
+                f"cannot prepare a repository for {remote}: {_reason(failed)}; check the temporary directory"
+            ) from failed
+        try:
+            yield Checkout(remote, parent / "fleet", repo)
+        finally:
+            repo.close()
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def _pin(repo: gitpython.Repo) -> None:
+    repo.git.update_environment(**_ENV)
+    with repo.config_writer() as config:
+        for section, option, value in _PINNED_CONFIG:
+            config.set_value(section, option, value)
+
+
+def remote_refs(remote: str) -> dict[str, str]:
+    """Every ref `remote` holds, by name, with its object id; none for an empty repository. Nothing is cloned."""
+    try:
+        listed = str(gitpython.Git().execute(["git", "ls-remote", "--", remote], env=_ENV))
+    except gitpython.GitCommandError as failed:
+        raise GitError(
+            f"cannot read the fleet repository {remote}: {_reason(failed)}; check the --fleet location and your access"
+        ) from failed
+    pairs = (line.split("\t", 1) for line in listed.splitlines() if "\t" in line)
+    return {ref: sha for sha, ref in pairs}
+
+
+def fetch_head_of(checkout: Checkout, branch: str) -> str:
+    """Fetch the remote `branch`'s head commit and its files, none of its history; its id."""
+    _git(
+        checkout,
+        ["fetch", "--quiet", "--depth=1", "origin", f"+refs/heads/{branch}:{upstream(branch)}"],
+        f"cannot fetch {branch} from the fleet repository {checkout.remote}",
+        "check the --fleet location and your access to it",
+    )
+    return checkout.repo.commit(upstream(branch)).hexsha
 
 
 @contextmanager
@@ -159,8 +213,9 @@ def switch(checkout: Checkout, branch: str, start: str | None) -> None:
     _git(checkout, args, f"cannot check out {branch}", "check that the fleet repository is intact")
 
 
-def read_tree(checkout: Checkout, rev: str, prefix: str) -> dict[str, str]:
-    """Every file under `prefix` (a folder, '/'-terminated; '' for all) at `rev`, by path."""
+def read_tree(checkout: Checkout, rev: str, prefix: str, *, leave_out: str = "") -> dict[str, str]:
+    """Every file under `prefix` (a folder, '/'-terminated; '' for all) at `rev`, by path; none under the folder
+    `leave_out`, which is not even walked."""
     tree = checkout.repo.commit(rev).tree
     try:
         folder = tree / prefix.rstrip("/") if prefix else tree
@@ -168,9 +223,14 @@ def read_tree(checkout: Checkout, rev: str, prefix: str) -> dict[str, str]:
         return {}
     if not isinstance(folder, gitpython.Tree):
         return {}
+    skipped = leave_out.rstrip("/")
+
+    def pruned(item: object, _depth: int) -> bool:
+        return bool(skipped) and isinstance(item, gitpython.Tree) and item.path == skipped
+
     return {
         str(item.path): item.data_stream.read().decode("utf-8")
-        for item in folder.traverse()
+        for item in folder.traverse(prune=pruned)
         if isinstance(item, gitpython.Blob)
     }
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline import fleet, git, management, policy, policy_exceptions, process, upgrades, yaml_docs
+from pipeline import fleet, flux_kustomize, git, management, policy, policy_exceptions, process, upgrades, yaml_docs
 from pipeline.config import Settings
 from pipeline.errors import BadInput, CommandFailed, FleetFileInvalid, SigningError
 from pipeline.model import Manifests
@@ -68,6 +68,9 @@ def verify_fleet(
         declared = git.list_files(checkout, head, fleet.FLUX_CLUSTERS_DIR)
         managed = git.read_tree(checkout, head, management.MANAGEMENT_DIR)
         bootstrap = git.read_file(checkout, head, management.BOOTSTRAP_KUSTOMIZATION)
+        # What the root Flux Kustomization applies, but for the clusters' own Kustomizations: those of the clusters
+        # checked join it below, the others are as main has them, which was checked when they landed.
+        flux_tree = git.read_tree(checkout, head, fleet.FLUX_DIR, leave_out=fleet.FLUX_CLUSTERS_DIR)
     unchecked: set[str] = set()
     found, cel = validate_each(clusters, schemas, ())
     findings.extend(found)
@@ -79,7 +82,17 @@ def verify_fleet(
     findings.extend(_check_flux_clusters(declared, [n.cluster for n in index], clusters))
     findings.extend(_check_policy(clusters, in_force, proposed))
     findings.extend(_check_management(managed, bootstrap, schemas))
+    findings.extend(_check_flux_tree(flux_tree, clusters, findings))
     return Verification(ref, head, signer, tuple(n.cluster for n in index), tuple(findings), tuple(sorted(unchecked)))
+
+
+def _check_flux_tree(files: Mapping[str, str], clusters: Sequence[Manifests], found: Sequence[str]) -> Iterator[str]:
+    """./flux as the root Flux Kustomization builds it. Not when a folder in it failed to build already: that
+    finding says why the whole would fail."""
+    if any(": kubectl kustomize fails: " in finding for finding in found):
+        return
+    own = {m.path: m.content for cluster in clusters for m in cluster.files if m.path.startswith(fleet.FLUX_DIR)}
+    yield from _kustomize_build({**files, **own}, fleet.FLUX_DIR)
 
 
 def _check_policy(clusters: Sequence[Manifests], in_force: str | None, proposed: str | None) -> Iterator[str]:
@@ -146,9 +159,12 @@ def _check_upgrades(clusters: Sequence[Manifests], on_main: Mapping[str, Mapping
 
 
 def _kustomize_build(files: Mapping[str, str], folder: str) -> Iterator[str]:
+    """`folder` built as a Flux Kustomization's path is: with the kustomization.yaml Flux generates when it has none."""
+    generated = flux_kustomize.generated(files, folder)
     with tempfile.TemporaryDirectory(prefix="kustomize-") as tmp:
         root = Path(tmp)
-        for path, content in files.items():
+        written = {**files, f"{folder}kustomization.yaml": generated} if generated is not None else files
+        for path, content in written.items():
             target = root / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content, encoding="utf-8")

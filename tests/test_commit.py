@@ -77,6 +77,7 @@ def test_a_change_replaces_the_clusters_files(settings: config.Settings, fleet_s
         "flux/system/health.yaml",
         f"flux/system/keys/{fleet_signer.fingerprint}.asc",
         "flux/system/kustomization.yaml",
+        "flux/system/root-kustomization.yaml",
     ]
     assert fleet_git(settings.fleet, "rev-list", "--count", "main..cluster/demo").strip() == "2"
 

@@ -35,6 +35,7 @@ from pipeline import (
 )
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK, Blocked, FleetFileInvalid, ManifestInvalid
+from pipeline.founding import Founded
 from pipeline.github import PullRequest
 from pipeline.model import AwsAccess, CommitResult, Manifests, NetworkResult
 from pipeline.report import Outcome, Reporter
@@ -72,7 +73,7 @@ def run(
         with source.pointing():
             zones = network.preflight(parsed, aws_access)
         signer = signing.signer_for(settings)
-        fleet.ensure_fleet(settings, signer)
+        _report_fleet(reporter, settings, fleet.ensure_fleet(settings, signer))
         # One clone of the fleet serves the whole run; each write to it fetches first.
         with fleet.session(settings) as checkout:
             on_main = fleet.neighbours(checkout)
@@ -131,6 +132,12 @@ def run(
         record.finish("succeeded", commit=outcome.commit)
     reporter.finish(finished(cluster, result, manifests, outcome, pull=pull, on_main_already=on_main_already))
     return EXIT_OK
+
+
+def _report_fleet(reporter: Reporter, settings: Settings, founded: Founded) -> None:
+    """An empty remote has just become the fleet: said once, on the run that did it."""
+    if founded.created:
+        reporter.info(f"fleet {settings.fleet}: main at {founded.commit[:12]}, its signed first commit")
 
 
 def _build(
