@@ -217,3 +217,19 @@ def test_without_json_a_usage_error_leaves_stdout_empty(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[-1] == (
         "error: python -m pipeline: unrecognized arguments: --bogus; see `python -m pipeline --help`"
     )
+
+
+def test_in_github_actions_verify_writes_its_verdict_to_the_job_summary(
+    settings: Settings, fleet_signer: Signer, tmp_path: Path
+) -> None:
+    summary = tmp_path / "summary.md"
+    actions = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    result = run_cli(tmp_path, "verify", "--json", env={**_env_of(settings), **actions})
+
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)
+    head = verdict["commit"]
+    assert summary.read_text() == (
+        "### Verify `main`: verified\n\n"
+        f"- fleet verified: main at {head} signed by {fleet_signer.fingerprint}, 0 clusters\n\n"
+    )
