@@ -18,8 +18,9 @@ Feature: A reviewer approves the generated pull request and main's head verifies
     And GitHub refuses the next edit of a pull request
     And I run new-cluster "web" for review on GitHub
     Then the run fails at the review stage after pushing the new head
-    When I run new-cluster "web" for review on GitHub
+    When I run new-cluster "web" for review on GitHub on a fresh runner, with an empty state dir and the same bucket
     Then the run succeeds
+    And it said it resumes from the failed run, and took the network as that run left it
     And the pull request's title and body describe its head, which the run did not move
     When I run merge "web"
     Then the run is blocked because the pull request is not approved

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 import yaml
 from pytest_bdd import given, parsers, scenario, scenarios, then, when
 
-from features.conftest import World, small_spec, spec_path, verify_signed_by_trusted_key
+from features.conftest import STATE_BUCKET, World, s3, small_spec, spec_path, verify_signed_by_trusted_key
+from pipeline import journal, network
 from tests.github_fake import BOT, TOKEN, FakeGitHub
 
 
@@ -126,6 +128,40 @@ def failed_at_review(world: World, github: FakeGitHub) -> None:
     assert "`default`: 3 x" not in (pull.body or "")  # the text still describes the previous head
 
 
+@when(
+    parsers.parse(
+        'I run new-cluster "{name}" for review on GitHub on a fresh runner, with an empty state dir and the same bucket'
+    )
+)
+def new_cluster_on_a_fresh_runner(world: World, github: FakeGitHub, name: str) -> None:
+    """As CI re-runs a failed job: another machine, nothing of the last run's state dir but the signing key."""
+    before = Path(world.env["PIPELINE_STATE_DIR"])
+    world.before["failed_run"] = (journal.last_run(before / "runs", name) or {}).get("run")
+    world.before["state_versions"] = _state_versions(world, name)
+    fresh = world.workdir / ".pipeline-runner-2"
+    # The local target's signing key lives in the state dir; a runner is given the fleet's key as a secret.
+    shutil.copytree(before / "gnupg", fresh / "gnupg", ignore=shutil.ignore_patterns("S.*", "*.lock"))
+    world.env["PIPELINE_STATE_DIR"] = str(fresh)
+    new_cluster_on_github(world, github, name)
+
+
+def _state_versions(world: World, name: str) -> list[str]:
+    listed = s3(world).list_object_versions(Bucket=STATE_BUCKET, Prefix=network.state_key(name))
+    return [v["VersionId"] for v in listed.get("Versions", [])]
+
+
+@then("it said it resumes from the failed run, and took the network as that run left it")
+def resumed_on_another_machine(world: World) -> None:
+    assert world.last is not None
+    said = world.last.stderr
+    failed = world.before["failed_run"]
+    assert failed, "the failed run left no record on its machine"
+    assert f"resuming from stage review: run {failed} failed (" in said, said
+    assert "network as the unfinished run left it" in said, said
+    # Terraform saved no state: it applied nothing.
+    assert _state_versions(world, "web") == world.before["state_versions"]
+
+
 @then("the pull request's title and body describe its head, which the run did not move")
 def text_describes_head(world: World, github: FakeGitHub) -> None:
     assert world.git("rev-parse", "cluster/web").strip() == world.head_after
@@ -166,11 +202,15 @@ def main_is_approved_commit(world: World) -> None:
 def secrets_nowhere(world: World, github: FakeGitHub, record_property: Callable[[str, object], None]) -> None:
     """Every secret the runs were given, searched for in all they wrote: output, fleet, state dir, GitHub."""
     secrets = {"GITHUB_TOKEN": TOKEN, **PLANTED}
+    # Every machine's state dir, and the run records kept beside the Terraform state.
     files = [
         path
-        for path in Path(world.env["PIPELINE_STATE_DIR"]).rglob("*")
+        for state_dir in world.workdir.glob(".pipeline*")
+        for path in state_dir.rglob("*")
         if path.is_file() and not path.is_symlink() and path.stat().st_size < 5_000_000
     ]
+    record_key = network.journal_key("web")
+    in_bucket = s3(world).get_object(Bucket=STATE_BUCKET, Key=record_key)["Body"].read().decode()
     written = {
         "run output": "".join(r.stdout + r.stderr for r in world.history),
         "fleet git log --all -p": world.git("log", "--all", "-p", "--format=%H%n%B"),
@@ -181,6 +221,7 @@ def secrets_nowhere(world: World, github: FakeGitHub, record_property: Callable[
         ).stdout.decode("utf-8", "replace"),
         "GitHub request bodies": json.dumps([r.json for r in github.requests]),
         **{str(path): path.read_bytes().decode("utf-8", "replace") for path in files},
+        f"s3://{STATE_BUCKET}/{record_key}": in_bucket,
     }
     found = [
         f"{name} in {where}" for name, value in secrets.items() for where, text in written.items() if value in text

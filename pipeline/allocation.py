@@ -6,12 +6,19 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pipeline import commit, fleet, git
+from pipeline import commit, fleet, git, journal
 from pipeline.errors import SpecError
 from pipeline.spec import ClusterSpec
 
 FLEET_POOL = ipaddress.IPv4Network("10.0.0.0/8")
 DEFAULT_PREFIX = 16
+
+
+@dataclass(frozen=True)
+class SpecCheckpoint(journal.Flat):
+    """What the spec stage leaves in the run journal: the VPC CIDR the cluster claimed in the fleet."""
+
+    cidr: str
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as EndpointUnreachable
 
-from pipeline.errors import AwsError, AwsThrottled, AwsUnavailable
+from pipeline.errors import AwsError, AwsThrottled, AwsUnavailable, RecordChanged
 from pipeline.model import AwsAccess
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ THROTTLING_CODES = frozenset(
 _THROTTLED_STATUS = 429
 CONTINUES = "the next run continues from where this one stopped"
 _MISSING_BUCKET = ("404", "NoSuchBucket", "NotFound")
+_JSON = "application/json"
 
 
 def caller_identity(access: AwsAccess) -> str:
@@ -242,6 +243,32 @@ def read_object(access: AwsAccess, bucket: str, key: str) -> tuple[bytes, str] |
                 return None
             raise
         return found["Body"].read(), found["ETag"]
+
+
+def put_object(access: AwsAccess, bucket: str, key: str, body: bytes, *, replacing: str | None) -> str | None:
+    """Write s3://bucket/key only over the version whose ETag is `replacing`, or only where none is (None).
+
+    The new ETag; None when the bucket does not exist yet, and nothing was written.
+    RecordChanged when another writer got there first: S3 checks the condition, so two writers cannot both win.
+    """
+    where = f"s3://{bucket}/{key}"
+    s3 = _client(access, "s3")
+    with _translated("s3:PutObject", where, "allow s3:PutObject on the state bucket"):
+        try:
+            if replacing is None:
+                put = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=_JSON, IfNoneMatch="*")
+            else:
+                put = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=_JSON, IfMatch=replacing)
+        except ClientError as e:
+            code = _code(e)
+            if code in _MISSING_BUCKET:
+                return None
+            # 412 when the condition fails; 409 while a concurrent conditional write is in flight; NoSuchKey when
+            # the object to replace was deleted meanwhile.
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
+                raise RecordChanged(f"{where} changed since this run read it ({code})") from None
+            raise
+    return put["ETag"]
 
 
 def delete_object_if(access: AwsAccess, bucket: str, key: str, etag: str) -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from pipeline import fleet, git
+from pipeline import fleet, git, journal
 from pipeline.errors import BadInput
 from pipeline.model import CommitResult, Manifests
 from pipeline.signing import Signer, verify_commit
@@ -20,6 +21,18 @@ _REMOVED = (
     "Once main points at it, Flux prunes the cluster's objects; delete-cluster {name}\n"
     "then destroys the cluster's network."
 )
+
+
+@dataclass(frozen=True)
+class CommitCheckpoint(journal.Flat):
+    """What a commit stage (new-cluster's commit, delete-cluster's removal) leaves in the run journal."""
+
+    commit: str
+    changed: bool
+
+    @classmethod
+    def of(cls, result: CommitResult) -> CommitCheckpoint:
+        return cls(result.commit, result.changed)
 
 
 def review_branch(name: str) -> str:

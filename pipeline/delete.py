@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline import access, fleet, git, network, pr_body, review, yaml_docs
+from pipeline import access, fleet, git, journal, network, pr_body, review, yaml_docs
 from pipeline.commit import owned_at, remove, review_branch
 from pipeline.config import Settings
 from pipeline.errors import BadInput, Blocked, GitConflict
@@ -49,13 +49,22 @@ class Standing:
 
 
 @dataclass(frozen=True)
+class LocateCheckpoint(journal.Flat):
+    """What the locate stage leaves in the run journal: whether the cluster's files were on main."""
+
+    on_main: bool
+
+
+@dataclass(frozen=True)
 class Removal:
     commit: CommitResult
     pull: PullRequest | None  # the review on GitHub; None for a local review
 
 
 @dataclass(frozen=True)
-class Teardown:
+class Teardown(journal.Flat):
+    """What the destroy stage did; also its checkpoint in the run journal."""
+
     branch_deleted: bool
     destroyed: bool  # False: there was no network to destroy (no record, or no Terraform state)
 

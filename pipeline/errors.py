@@ -82,6 +82,10 @@ class RunInProgress(Blocked):
     """Another pipeline run holds this cluster."""
 
 
+class RecordChanged(Blocked):
+    """An object in the state bucket changed since this run read it: another run wrote it."""
+
+
 class PlanDiffers(PipelineError):
     """The plan a run is about to apply hashes differently from the reviewed one; nothing was applied."""
 
@@ -130,6 +134,10 @@ class ManifestInvalid(PipelineError):
 
 class FleetFileInvalid(BadInput):
     """A file of the fleet's own on main (fleet.yaml, policy-exceptions.yaml) is malformed; it names the field."""
+
+
+class JournalInvalid(BadInput):
+    """A run record, in the state dir or the state bucket, is not one this pipeline wrote; it names the field."""
 
 
 class FleetRemoteOccupied(BadInput):

@@ -10,14 +10,13 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pipeline import aws, fleet, git, health, journal, network
+from pipeline import aws, fleet, git, health, journal, network, shared_journal
 from pipeline.commit import review_branch
 from pipeline.config import Settings
-from pipeline.errors import BadInput, PipelineError
+from pipeline.errors import AwsError, BadInput, PipelineError
 from pipeline.fleet import VPC_CIDR_ANNOTATION
 from pipeline.model import AwsAccess
 from pipeline.signing import trusted_signers
@@ -99,8 +98,11 @@ def cluster_status(settings: Settings, name: str, access_for: AccessFor) -> Clus
         entry = entries[name]
         reported = health.read(settings, git.head_of(checkout, fleet.MAIN), [name])[name]
         signatures = _signatures(checkout, [] if entry.commit is None else [entry.commit])
-    serials = _serials(settings, access_for, {name: entry.annotations.get(REGION_ANNOTATION)})
-    return _status(settings, name, entry, signatures, serials[name], reported=reported)
+    region = entry.annotations.get(REGION_ANNOTATION)
+    serials = _serials(settings, access_for, {name: region})
+    found = _status(settings, name, entry, signatures, serials[name], reported=reported)
+    # One cluster: its record beside its state is one read, and tells runs of other machines (CI) too.
+    return replace(found, last_run=_last_run_anywhere(settings, access_for, name, region) or found.last_run)
 
 
 def to_data(status: ClusterStatus | tuple[ClusterStatus, ...]) -> dict[str, Any]:
@@ -128,7 +130,8 @@ def _status(
         review_head=entry.review_head,
         state_serial=serial[0],
         state_unknown=serial[1],
-        last_run=_last_run(settings.journal_dir, name),
+        # A listing reads this machine's records: the bucket's would be a read per cluster of the fleet.
+        last_run=_last_run(journal.last_run(settings.journal_dir, name)),
         health=reported.state,
         health_detail=reported.detail,
     )
@@ -220,8 +223,22 @@ def _serial(name: str, access: AwsAccess, bucket: str) -> tuple[int | None, str 
         return None, str(failed)
 
 
-def _last_run(journal_dir: Path, name: str) -> LastRun | None:
-    record = journal.last_run(journal_dir, name)
+def _last_run_anywhere(settings: Settings, access_for: AccessFor, name: str, region: str | None) -> LastRun | None:
+    """The cluster's last run on any machine, from the state bucket; None when the bucket cannot be read."""
+    location = None if region is None else _locate(settings, access_for, region)
+    if location is None or isinstance(location, str):
+        return None
+    access, bucket = location
+    try:
+        record = journal.last_run_anywhere(
+            settings.journal_dir, name, shared_journal.BucketCopy(access, bucket, network.journal_key(name))
+        )
+    except AwsError:
+        return None
+    return _last_run(record)
+
+
+def _last_run(record: dict[str, Any] | None) -> LastRun | None:
     if record is None:
         return None
 

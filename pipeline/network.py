@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import aws, machine_image, state_lock, terraform
+from pipeline import aws, journal, machine_image, state_lock, terraform
 from pipeline.config import Settings
 from pipeline.errors import BadInput, OrphanedResources, PlanDiffers, SpecError, TerraformError
 from pipeline.iam_names import CONTROL_PLANE_PROFILE
@@ -52,7 +52,7 @@ def provision(
     on_line: LineSink | None = None,
     *,
     force: bool = False,
-    done: Mapping[str, Any] | None = None,
+    done: NetworkCheckpoint | None = None,
     zones: tuple[str, ...] | None = None,
     expect_plan: str | None = None,
     before_apply: Callable[[], object] | None = None,
@@ -175,11 +175,42 @@ def remove_orphans(
     return found
 
 
-def _reuse(state: terraform.State, done: Mapping[str, Any]) -> NetworkResult | None:
-    if state.serial != done.get("state_serial"):
+@dataclass(frozen=True)
+class NetworkCheckpoint:
+    """What the network stage leaves in the run journal: while the state is still at `state_serial`
+    and its outputs fingerprint to `outputs`, a later run of the same spec takes the network as it is."""
+
+    vpc: str
+    changes: PlanSummary
+    state_serial: int
+    outputs: str  # the outputs' fingerprint
+
+    @classmethod
+    def of(cls, result: NetworkResult) -> NetworkCheckpoint:
+        return cls(result.outputs.vpc_id, result.changes, result.state_serial, result.outputs.fingerprint())
+
+    def to_json(self) -> dict[str, Any]:
+        changes = {"add": self.changes.add, "change": self.changes.change, "destroy": self.changes.destroy}
+        return {"vpc": self.vpc, "changes": changes, "state_serial": self.state_serial, "outputs": self.outputs}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NetworkCheckpoint:
+        changes = journal.mapping(data, "changes")
+        return cls(
+            vpc=journal.text(data, "vpc"),
+            changes=PlanSummary(
+                journal.integer(changes, "add"), journal.integer(changes, "change"), journal.integer(changes, "destroy")
+            ),
+            state_serial=journal.integer(data, "state_serial"),
+            outputs=journal.text(data, "outputs"),
+        )
+
+
+def _reuse(state: terraform.State, done: NetworkCheckpoint) -> NetworkResult | None:
+    if state.serial != done.state_serial:
         return None
     outputs = network_outputs(state.outputs)
-    if outputs.fingerprint() != done.get("outputs"):
+    if outputs.fingerprint() != done.outputs:
         return None
     return NetworkResult(outputs, PlanSummary(0, 0, 0), state.serial, reused=True, resources=state.resources)
 
@@ -228,7 +259,7 @@ def destroy(name: str, region: str, access: AwsAccess, settings: Settings, on_li
     terraform.init(ws, backend_config(bucket, state_key(name), access), on_line)
     var_file = _write_variables(ws.work_dir, _applied_variables(ws, name, access))
     terraform.destroy(ws, var_file, on_line)
-    for key in (state_key(name), lock_key(name)):
+    for key in (state_key(name), lock_key(name), journal_key(name)):
         aws.delete_state(access, bucket, key)
     shutil.rmtree(ws.work_dir)
     return True
@@ -348,6 +379,11 @@ def state_key(cluster: str) -> str:
 
 def lock_key(cluster: str) -> str:
     return state_lock.lock_file(state_key(cluster))
+
+
+def journal_key(cluster: str) -> str:
+    """The cluster's last run record beside its state: one small object per cluster, read and written by key."""
+    return f"clusters/{cluster}/run.json"
 
 
 def _unlock(settings: Settings, cluster: str, access: AwsAccess) -> state_lock.Scope:

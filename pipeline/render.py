@@ -9,13 +9,14 @@ import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemBytecodeCache, FileSystemLoader, StrictUndefined, meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from pipeline import addons, yaml_docs
+from pipeline import addons, journal, yaml_docs
 from pipeline.errors import ManifestInvalid
 from pipeline.iam_names import CONTROL_PLANE_PROFILE, NODES_PROFILE
 from pipeline.model import Manifest, Manifests, NetworkOutputs
@@ -65,6 +66,13 @@ CLUSTER_HEALTH = {
     ),
     "cluster_failed": "has(status.phase) && status.phase == 'Failed'",
 }
+
+
+@dataclass(frozen=True)
+class RenderCheckpoint(journal.Flat):
+    """What the render stage leaves in the run journal: the fingerprint of the manifests it rendered."""
+
+    manifests: str
 
 
 def flux_name(cluster: str) -> str:

@@ -7,11 +7,20 @@ fast-forwards main to the very commit they approved, which the fleet's key signe
 
 from __future__ import annotations
 
-from pipeline import fleet, git, github, pr_body, signing
+from dataclasses import dataclass
+
+from pipeline import fleet, git, github, journal, pr_body, signing
 from pipeline.config import Settings
 from pipeline.errors import BadInput
 
 BASE = "main"
+
+
+@dataclass(frozen=True)
+class ReviewCheckpoint(journal.Flat):
+    """What the review stage leaves in the run journal: the pull request the branch is up for review in."""
+
+    pull_request: str
 
 
 def repository(settings: Settings) -> tuple[str, str]:

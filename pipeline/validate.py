@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 
-from pipeline import addons, cel_rules, process, yaml_docs
+from pipeline import addons, cel_rules, journal, process, yaml_docs
 from pipeline.errors import CommandFailed, ManifestInvalid
 from pipeline.fleet import VPC_CIDR_ANNOTATION, Neighbour
 from pipeline.model import Manifest, Manifests
@@ -44,6 +44,20 @@ class _Object:
 
     def finding(self, path: str, message: str) -> str:
         return f"{self.file}: {self.kind}/{self.name} {path}: {message}"
+
+
+@dataclass(frozen=True)
+class ValidateCheckpoint:
+    """What the validate stage leaves in the run journal: that the manifests of its inputs passed."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"valid": True}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ValidateCheckpoint:
+        if not journal.flag(data, "valid"):
+            raise journal.Malformed("'valid' is false, and only a stage that passed is journaled")
+        return cls()
 
 
 def validate(manifests: Manifests, schemas: Schemas, fleet: Sequence[Neighbour]) -> tuple[str, ...]:

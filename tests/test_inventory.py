@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from pipeline import approve, aws, fleet, inventory, journal, render, signing
+from pipeline import approve, aws, fleet, inventory, journal, network, render, shared_journal, signing
 from pipeline.commands import list_clusters, status
 from pipeline.config import Settings
 from pipeline.errors import AwsError, BadInput
@@ -255,3 +255,24 @@ def test_state_serial_reads_the_state_object_and_none_when_absent(moto_endpoint:
     s3.put_object(Bucket=bucket, Key="clusters/bad/network.tfstate", Body=b"<html>")
     with pytest.raises(AwsError, match="is not Terraform state"):
         aws.state_serial(access, bucket, "clusters/bad/network.tfstate")
+
+
+def test_status_shows_the_last_run_of_any_machine_from_the_bucket_and_list_this_machines(
+    with_moto: Settings, fleet_signer: signing.Signer, tmp_path: Path
+) -> None:
+    _land(with_moto, fleet_signer, "demo", DEMO_CIDR)
+    access_for = list_clusters.reachable_access(with_moto)
+    access = access_for("us-east-1")
+    assert access is not None and with_moto.state_bucket is not None
+    aws.ensure_state_bucket(access, with_moto.state_bucket)
+    # A run on another machine (a CI runner): its own state dir, the same bucket.
+    copy = shared_journal.BucketCopy(access, with_moto.state_bucket, network.journal_key("demo"))
+    with pytest.raises(RuntimeError), journal.run(tmp_path / "runner", "demo", "new-cluster") as elsewhere:
+        elsewhere.share(copy)
+        raise RuntimeError("terraform apply failed")
+
+    shown = inventory.cluster_status(with_moto, "demo", access_for).last_run
+    assert shown is not None
+    assert (shown.run, shown.status, shown.error) == (elsewhere.record["run"], "failed", "terraform apply failed")
+    (listed,) = inventory.fleet_status(with_moto, access_for)
+    assert listed.last_run is None  # this machine never ran it, and a listing reads no record per cluster

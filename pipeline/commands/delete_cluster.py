@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 
-from pipeline import delete, journal, pr_body, review, signing, spec
+from pipeline import commit, delete, journal, pr_body, review, signing, spec
 from pipeline.config import Settings
 from pipeline.errors import EXIT_OK
 from pipeline.model import fingerprint
@@ -25,7 +25,7 @@ def run(name: str, review_mode: str, force: bool, settings: Settings, reporter: 
         with reporter.stage("locate"):
             standing = delete.locate(name, settings)
             reporter.info(_situation(standing))
-        record.stage("locate", fingerprint(asdict(standing)), {"on_main": bool(standing.on_main)})
+        record.stage("locate", fingerprint(asdict(standing)), delete.LocateCheckpoint(bool(standing.on_main)))
 
         removal = None
         if standing.on_main:
@@ -35,11 +35,7 @@ def run(name: str, review_mode: str, force: bool, settings: Settings, reporter: 
                 trailers = pr_body.run_trailers(run_id, pr_body.workflow_run_url(os.environ))
                 removal = delete.propose_removal(standing, review_mode, settings, signer, trailers)
                 _report_removal(reporter, removal)
-            record.stage(
-                "remove",
-                fingerprint(list(standing.on_main)),
-                {"commit": removal.commit.commit, "changed": removal.commit.changed},
-            )
+            record.stage("remove", fingerprint(list(standing.on_main)), commit.CommitCheckpoint.of(removal.commit))
             if not force:
                 record.finish("succeeded", commit=removal.commit.commit, awaiting="review of the removal")
                 reporter.finish(_finished(standing, removal, None))
@@ -47,7 +43,7 @@ def run(name: str, review_mode: str, force: bool, settings: Settings, reporter: 
 
         with reporter.stage("destroy"):
             teardown = delete.tear_down(standing, settings, force, reporter.tool_line)
-        record.stage("destroy", fingerprint(asdict(standing)), asdict(teardown))
+        record.stage("destroy", fingerprint(asdict(standing)), teardown)
         record.finish("succeeded")
     reporter.finish(_finished(standing, removal, teardown))
     return EXIT_OK

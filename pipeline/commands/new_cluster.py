@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from pipeline import (
     access,
@@ -27,6 +25,7 @@ from pipeline import (
     render,
     review,
     schemas,
+    shared_journal,
     signing,
     spec,
     spec_source,
@@ -72,6 +71,8 @@ def run(
         aws_access = access.for_target(settings, parsed.region)
         with source.pointing():
             zones = network.preflight(parsed, aws_access)
+        # The cluster's last run, wherever it ran, is read from beside its state; this run's record is kept there.
+        record.share(shared_journal.for_cluster(settings, aws_access, name))
         signer = signing.signer_for(settings)
         _report_fleet(reporter, settings, fleet.ensure_fleet(settings, signer))
         # One clone of the fleet serves the whole run; each write to it fetches first.
@@ -85,28 +86,27 @@ def run(
             exceptions = _exceptions_in_force(checkout, name)
             with source.pointing():
                 cluster = _claim_network(parsed, checkout, on_main)
-            resume = _resuming(reporter, record.unfinished(STAGES), cluster)
-            record.stage("spec", cluster.fingerprint(), {"cidr": cluster.vpc_cidr})
+            done = _resuming(reporter, record.unfinished(STAGES), cluster)
+            record.stage("spec", cluster.fingerprint(), allocation.SpecCheckpoint(cluster.vpc_cidr))
 
             with reporter.stage("network"), source.pointing():
-                done = None if resume is None else resume.done("network", cluster.fingerprint())
                 result = _build(
                     cluster, aws_access, settings, reporter, force=force, done=done, zones=zones, reviewed=expect_plan
                 )
-            record.stage("network", cluster.fingerprint(), _network_outcome(result))
+            record.stage("network", cluster.fingerprint(), network.NetworkCheckpoint.of(result))
 
             with reporter.stage("render"):
                 manifests = render.render(
                     cluster, result.outputs, settings.templates_dir, management, compiled=settings.compiled_templates
                 )
                 reporter.info(f"{len(manifests.files)} files for clusters/{name}/ and flux/clusters/{name}.yaml")
-            record.stage("render", result.outputs.fingerprint(), {"manifests": manifests.fingerprint()})
+            record.stage("render", result.outputs.fingerprint(), render.RenderCheckpoint(manifests.fingerprint()))
 
             with reporter.stage("validate"):
                 judged = _validate(
                     manifests, result, loading.result(), others, exceptions=exceptions, reporter=reporter
                 )
-            record.stage("validate", manifests.fingerprint(), {"valid": True})
+            record.stage("validate", manifests.fingerprint(), validate.ValidateCheckpoint())
 
             run_id = str(record.record["run"])
             with reporter.stage("commit"):
@@ -114,7 +114,7 @@ def run(
                     manifests, checkout, signer, _trailers(run_id, cluster, result), _summary(cluster)
                 )
                 _report_commit(reporter, outcome)
-            record.stage("commit", manifests.fingerprint(), {"commit": outcome.commit, "changed": outcome.changed})
+            record.stage("commit", manifests.fingerprint(), commit.CommitCheckpoint.of(outcome))
 
             pull = None
             on_main_already = mine_on_main == {m.path: m.content for m in manifests.files}
@@ -128,7 +128,7 @@ def run(
                         pr_body.body(cluster, result, mine_on_main, manifests, provenance, judged=judged),
                     )
                     reporter.info(f"pull request #{pull.number}: {pull.url}")
-                record.stage("review", manifests.fingerprint(), {"pull_request": pull.url})
+                record.stage("review", manifests.fingerprint(), review.ReviewCheckpoint(pull.url))
         record.finish("succeeded", commit=outcome.commit)
     reporter.finish(finished(cluster, result, manifests, outcome, pull=pull, on_main_already=on_main_already))
     return EXIT_OK
@@ -147,7 +147,7 @@ def _build(
     reporter: Reporter,
     *,
     force: bool,
-    done: Mapping[str, Any] | None,
+    done: network.NetworkCheckpoint | None,
     zones: tuple[str, ...],
     reviewed: str | None = None,
 ) -> NetworkResult:
@@ -236,15 +236,18 @@ def _claim_network(parsed: ClusterSpec, checkout: git.Checkout, on_main: tuple[f
 
 def _resuming(
     reporter: Reporter, unfinished: journal.Unfinished | None, cluster: ClusterSpec
-) -> journal.Unfinished | None:
-    """The unfinished run this one picks up from, said out loud; None when there is none to pick up."""
+) -> network.NetworkCheckpoint | None:
+    """The unfinished run this one picks up from, said out loud, and what it left of the network stage.
+
+    None when there is no run to pick up, or it did not finish that stage from this spec.
+    """
     if unfinished is None:
         return None
-    if unfinished.done("spec", cluster.fingerprint()) is None:
+    if not unfinished.completed("spec", cluster.fingerprint()):
         reporter.info(f"{unfinished.describe()}; the spec changed since, so every stage runs again")
         return None
     reporter.info(f"resuming from stage {unfinished.stage}: {unfinished.describe()}")
-    return unfinished
+    return unfinished.done("network", cluster.fingerprint(), network.NetworkCheckpoint)
 
 
 def _trailers(run_id: str, cluster: ClusterSpec, result: NetworkResult) -> dict[str, str]:
@@ -259,16 +262,6 @@ def _trailers(run_id: str, cluster: ClusterSpec, result: NetworkResult) -> dict[
 
 def _summary(cluster: ClusterSpec) -> str:
     return f"{cluster.region}, Kubernetes {cluster.kubernetes_version}, VPC {cluster.vpc_cidr}"
-
-
-def _network_outcome(result: NetworkResult) -> dict[str, object]:
-    changes = result.changes
-    return {
-        "vpc": result.outputs.vpc_id,
-        "changes": {"add": changes.add, "change": changes.change, "destroy": changes.destroy},
-        "state_serial": result.state_serial,
-        "outputs": result.outputs.fingerprint(),
-    }
 
 
 def _report_node_iam(reporter: Reporter, built: node_iam.NodeIam) -> None:
