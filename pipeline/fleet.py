@@ -34,7 +34,6 @@ FLUX_CLUSTERS_DIR = "flux/clusters/"
 TRUSTED_KEYS_REF = "fleet-signing-keys"  # the Secret that spec.verify names
 GITREPOSITORY_FILE = "flux/system/gitrepository.yaml"
 # The Flux Kustomization that applies ./flux (and so itself, and every cluster's) from the verified source.
-ROOT_KUSTOMIZATION = "flux/system/root-kustomization.yaml"
 # Flux fetches over ssh or http(s) only: a fleet at a path on this machine holds this until --flux-url names one.
 PLACEHOLDER_URL = "ssh://git@git.example.invalid/fleet.git"
 # Flux's notification-controller posts each Flux Kustomization's health on the commit it applied,
@@ -62,8 +61,7 @@ by hand: the management cluster's Flux pulls it and applies what it finds on `ma
 - `flux/clusters/<name>.yaml`: the Flux `Kustomization` that applies `./clusters/<name>`.
 - `flux/system/`: the `GitRepository` "fleet" (namespace flux-system, branch `main`), the
   Secret `{secret}` built from `flux/system/keys/*.asc`, and in `health.yaml` the Provider
-  and Alert that post each cluster's health as a commit status, and in `root-kustomization.yaml`
-  the root Flux Kustomization, which applies `./flux` from that GitRepository. Set the
+  and Alert that post each cluster's health as a commit status. Set the
   GitRepository's `spec.url` and the Provider's `spec.address` to this repository's address
   where they hold a placeholder, and create the Secret `{token}` (key `token`: a GitHub token
   that may write commit statuses).
@@ -71,8 +69,9 @@ by hand: the management cluster's Flux pulls it and applies what it finds on `ma
   Operator (Helm releases), then the Cluster API providers it installs (core, kubeadm bootstrap and
   control plane, AWS), pinned to the versions the pipeline renders for; `verify` reports any other.
   CAPA's AWS credentials come from the Secret `capa-variables` (namespace capa-system), never from git.
-- `flux/flux-system/`: where `flux bootstrap git --path=./flux` writes Flux itself. Its kustomization.yaml
-  makes that bootstrap's GitRepository verify signatures like the fleet's own; bootstrap keeps it.
+- `flux/flux-system/`: where `flux bootstrap git --path=./flux` writes Flux itself. `gotk-sync.yaml` holds
+  the root Flux Kustomization, which applies `./flux`, as bootstrap writes it; kustomization.yaml, which
+  bootstrap keeps, makes bootstrap's GitRepository verify signatures like the fleet's own.
 
 ## Settings and exceptions
 
@@ -144,13 +143,12 @@ def initial_files(
         SETTINGS_FILE: _SETTINGS.format(cidrs=json.dumps(sorted(management_cidrs))),
         FLEET_WORKFLOW: FLEET_WORKFLOW_TEMPLATE.read_text(encoding="utf-8"),
         GITREPOSITORY_FILE: _GITREPOSITORY.format(url=json.dumps(source_url), secret=TRUSTED_KEYS_REF),
-        ROOT_KUSTOMIZATION: _ROOT_KUSTOMIZATION,
         HEALTH_FILE: _HEALTH.format(
             address=forge_url or PLACEHOLDER_FORGE_URL, token=FORGE_TOKEN_REF, prefix=HEALTH_CONTEXT_PREFIX
         ),
         SYSTEM_KUSTOMIZATION: system_kustomization([key_file]),
         f"flux/system/{key_file}": public_key,
-        **management.files(TRUSTED_KEYS_REF),
+        **management.files(TRUSTED_KEYS_REF, source_url),
     }
 
 
@@ -420,21 +418,6 @@ spec:
       name: {secret}
 """
 
-_ROOT_KUSTOMIZATION = """\
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata:
-  name: fleet
-  namespace: flux-system
-spec:
-  interval: 10m
-  path: ./flux
-  prune: true
-  sourceRef:
-    kind: GitRepository
-    name: fleet
-"""
-
 _HEALTH = """\
 # Flux reports each Kustomization's health (a cluster built, its add-ons Ready) to the forge as a
 # commit status on the commit it applied. The token Secret is created once, at bootstrap.
@@ -470,7 +453,6 @@ kind: Kustomization
 resources:
   - gitrepository.yaml
   - health.yaml
-  - root-kustomization.yaml
 secretGenerator:
   - name: {secret}
     namespace: flux-system

@@ -68,6 +68,7 @@ def verify_fleet(
         declared = git.list_files(checkout, head, fleet.FLUX_CLUSTERS_DIR)
         managed = git.read_tree(checkout, head, management.MANAGEMENT_DIR)
         bootstrap = git.read_file(checkout, head, management.BOOTSTRAP_KUSTOMIZATION)
+        root = git.read_file(checkout, head, management.BOOTSTRAP_SYNC)
         # What the root Flux Kustomization applies, but for the clusters' own Kustomizations: those of the clusters
         # checked join it below, the others are as main has them, which was checked when they landed.
         flux_tree = git.read_tree(checkout, head, fleet.FLUX_DIR, leave_out=fleet.FLUX_CLUSTERS_DIR)
@@ -79,6 +80,7 @@ def verify_fleet(
     findings.extend(_check_upgrades(clusters, before))
     findings.extend(_kustomize_build(system, fleet.SYSTEM_DIR))
     findings.extend(schema_findings(system, schemas))
+    findings.extend(schema_findings({} if root is None else {management.BOOTSTRAP_SYNC: root}, schemas))
     findings.extend(_check_flux_clusters(declared, [n.cluster for n in index], clusters))
     findings.extend(_check_policy(clusters, in_force, proposed))
     findings.extend(_check_management(managed, bootstrap, schemas))

@@ -72,12 +72,11 @@ def test_a_change_replaces_the_clusters_files(settings: config.Settings, fleet_s
         "clusters/demo/kustomization.yaml",
         "fleet.yaml",
         "flux/clusters/demo.yaml",
-        *sorted(management.files(fleet.TRUSTED_KEYS_REF)),
+        *sorted(management.files(fleet.TRUSTED_KEYS_REF, fleet.PLACEHOLDER_URL)),
         "flux/system/gitrepository.yaml",
         "flux/system/health.yaml",
         f"flux/system/keys/{fleet_signer.fingerprint}.asc",
         "flux/system/kustomization.yaml",
-        "flux/system/root-kustomization.yaml",
     ]
     assert fleet_git(settings.fleet, "rev-list", "--count", "main..cluster/demo").strip() == "2"
 

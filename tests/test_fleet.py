@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import config, fleet, flux_kustomize, founding, schemas, signing
+from pipeline import config, fleet, flux_kustomize, founding, management, schemas, signing
 from pipeline.cli import main
 from pipeline.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, FleetFileInvalid, SigningError
 from pipeline.model import Manifest, Manifests
@@ -42,7 +42,6 @@ def test_creates_the_layout_with_a_signed_main(settings: config.Settings, signer
         "flux/system/health.yaml",
         f"flux/system/keys/{signer.fingerprint}.asc",
         "flux/system/kustomization.yaml",
-        "flux/system/root-kustomization.yaml",
     ]
     source = yaml.safe_load(fleet_git(remote, "show", "main:flux/system/gitrepository.yaml"))
     assert source["apiVersion"] == "source.toolkit.fluxcd.io/v1"
@@ -271,11 +270,19 @@ def test_the_root_kustomization_applies_flux_and_builds_as_flux_builds_it(
     built = subprocess.run(["kubectl", "kustomize", str(work / "flux")], capture_output=True, text=True, check=True)
 
     objects = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(built.stdout)}
-    root = objects[("Kustomization", "fleet")]
+    # One root: the Kustomization that `flux bootstrap --path=./flux` writes, from bootstrap's source, which
+    # verifies signatures like the fleet's own; no other Kustomization applies ./flux.
+    root = objects[("Kustomization", "flux-system")]
     assert root["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1"
     assert root["metadata"]["namespace"] == "flux-system"
     assert root["spec"]["path"] == "./flux" and root["spec"]["prune"] is True
-    assert root["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "fleet"}
+    assert root["spec"]["sourceRef"] == {"kind": "GitRepository", "name": "flux-system"}
+    source = objects[("GitRepository", "flux-system")]
+    assert source["spec"]["verify"] == {"mode": "HEAD", "secretRef": {"name": fleet.TRUSTED_KEYS_REF}}
+    assert source["spec"]["url"] == fleet.PLACEHOLDER_URL  # a fleet at a path: Flux needs --flux-url
+    assert [n for (kind, n), d in objects.items() if kind == "Kustomization" and d["spec"]["path"] == "./flux"] == [
+        "flux-system"
+    ]
     assert ("GitRepository", "fleet") in objects and ("Secret", fleet.TRUSTED_KEYS_REF) in objects
 
 
@@ -284,7 +291,7 @@ def test_verify_builds_the_whole_flux_tree_and_checks_the_root_against_its_crd(
 ) -> None:
     crds = schemas.load(settings)
     assert verify_fleet(settings, crds).findings == ()
-    root = fleet_git(settings.fleet, "show", f"main:{fleet.ROOT_KUSTOMIZATION}")
+    root = fleet_git(settings.fleet, "show", f"main:{management.BOOTSTRAP_SYNC}")
     push_by_hand(
         settings.fleet,
         tmp_path / "work",
@@ -292,7 +299,7 @@ def test_verify_builds_the_whole_flux_tree_and_checks_the_root_against_its_crd(
         {
             # Another file under ./flux declaring the fleet's source again: each folder builds, the whole does not.
             "flux/extra/source.yaml": fleet_git(settings.fleet, "show", f"main:{fleet.GITREPOSITORY_FILE}"),
-            fleet.ROOT_KUSTOMIZATION: root.replace("prune: true", "prune: sometimes"),
+            management.BOOTSTRAP_SYNC: root.replace("prune: true", "prune: sometimes"),
         },
         fleet_signer,
     )
@@ -300,7 +307,9 @@ def test_verify_builds_the_whole_flux_tree_and_checks_the_root_against_its_crd(
     findings = verify_fleet(settings, crds, "cluster/twice").findings
 
     assert any(f.startswith("flux: kubectl kustomize fails: ") and "GitRepository" in f for f in findings), findings
-    assert any(f.startswith(f"{fleet.ROOT_KUSTOMIZATION}: Kustomization/fleet .spec.prune") for f in findings), findings
+    assert any(f.startswith(f"{management.BOOTSTRAP_SYNC}: Kustomization/flux-system .spec.prune") for f in findings), (
+        findings
+    )
 
 
 def test_flux_generates_a_kustomization_like_its_controller() -> None:

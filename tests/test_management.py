@@ -110,7 +110,14 @@ def test_each_folder_builds_and_the_root_reaches_only_the_flux_kustomizations(
         "InfrastructureProvider",
         *["Namespace"] * 4,
     ]
-    assert bootstrap == []  # placeholders until flux bootstrap writes Flux's manifests there
+    # Bootstrap's source, verifying signatures, and the root Kustomization on ./flux, as bootstrap writes them;
+    # Flux's controllers only once bootstrap writes them.
+    by_kind = {o["kind"]: o for o in bootstrap}
+    assert sorted((kind, o["metadata"]["name"]) for kind, o in by_kind.items()) == [
+        ("GitRepository", "flux-system"),
+        ("Kustomization", "flux-system"),
+    ]
+    assert by_kind["Kustomization"]["spec"]["path"] == "./flux"
 
 
 def test_bootstraps_gitrepository_verifies_against_the_fleets_keys(
