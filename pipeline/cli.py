@@ -12,27 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from pipeline import state_lock
 from pipeline.actions import Runner
-from pipeline.commands import (
-    approve,
-    delete_cluster,
-    drift,
-    fleet_init,
-    keys,
-    list_clusters,
-    local,
-    merge,
-    new_cluster,
-    plan,
-    remove_orphans,
-    schemas,
-    specs,
-    status,
-    unlock,
-    verify,
-)
-from pipeline.config import Settings, load_settings, state_dir
+from pipeline.config import STALE_LOCK_TEXT, Settings, load_settings, state_dir
 from pipeline.errors import EXIT_FAILED, EXIT_INTERRUPTED, PipelineError, SpecError, UsageError
 from pipeline.redact import redact, register_env
 from pipeline.report import Reporter
@@ -232,7 +213,7 @@ def _unlock_command(command: Callable[[str, str], argparse.ArgumentParser]) -> N
     release.add_argument(
         "--force",
         action="store_true",
-        help=f"also a lock younger than {state_lock.STALE_AFTER_TEXT}, whose run may be alive on another machine, "
+        help=f"also a lock younger than {STALE_LOCK_TEXT}, whose run may be alive on another machine, "
         "or one a run on this machine holds: for a stuck run, whose Terraform may then fail to save its state",
     )
     release.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -294,58 +275,97 @@ def use_color(stream: TextIO, env: Mapping[str, str]) -> bool:
     return stream.isatty() and not env.get("NO_COLOR")
 
 
+# Each command's modules are imported when it runs, not for every command: the rest of the pipeline's
+# imports (boto3, the CEL and schema libraries) cost most of a light command's time.
 def _dispatch(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
     if args.command == "new-cluster":
+        from pipeline.commands import new_cluster
+
         return new_cluster.run(
             args.name, args.spec, args.review, settings, reporter, force=args.force, expect_plan=args.expect_plan
         )
     if args.command in ("plan", "drift"):
         return _planned(args, settings, reporter)
-    if args.command == "approve":
-        return approve.run(None if args.keys else args.name, settings, reporter)
-    if args.command == "merge":
-        return merge.run(args.name, settings, reporter)
-    if args.command == "keys":
-        return keys.run(args.action, settings, reporter, args.subject)
-    if args.command == "verify":
-        return verify.run(args.ref, settings, reporter, everything=args.everything, explain=args.explain)
-    if args.command == "delete-cluster":
-        return delete_cluster.run(args.name, args.review, args.force, settings, reporter)
-    if args.command in ("remove-orphans", "unlock"):
+    if args.command in ("approve", "merge", "verify", "keys"):
+        return _reviewing(args, settings, reporter)
+    if args.command in ("delete-cluster", "remove-orphans", "unlock"):
         return _clearing(args, settings, reporter)
-    if args.command == "list":
-        return list_clusters.run(settings, reporter)
-    if args.command == "status":
-        return status.run(args.name, settings, reporter)
-    if args.command == "schemas":
-        return schemas.run(args.action, settings, reporter)
-    if args.command == "spec":
-        return _spec(args, settings, reporter)
+    if args.command in ("list", "status", "schemas", "spec"):
+        return _reading(args, settings, reporter)
     return _setting_up(args, settings, reporter)
 
 
 def _setting_up(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
     """What comes before a first cluster: the fleet, and the local target's AWS endpoint."""
     if args.command == "fleet":
+        from pipeline.commands import fleet_init
+
         return fleet_init.run(settings, reporter)
+    from pipeline.commands import local
+
     return local.run(args.action, settings, reporter)
 
 
 def _planned(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
     if args.command == "drift":
+        from pipeline.commands import drift
+
         return drift.run(args.name, args.spec, args.issues_repo, settings, reporter)
+    from pipeline.commands import plan
+
     return plan.run(args.name, args.spec, args.markdown, settings, reporter)
 
 
+def _reviewing(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    """Taking a reviewed change onto main, and checking the fleet as the reconciler would."""
+    if args.command == "approve":
+        from pipeline.commands import approve
+
+        return approve.run(None if args.keys else args.name, settings, reporter)
+    if args.command == "merge":
+        from pipeline.commands import merge
+
+        return merge.run(args.name, settings, reporter)
+    if args.command == "keys":
+        from pipeline.commands import keys
+
+        return keys.run(args.action, settings, reporter, args.subject)
+    from pipeline.commands import verify
+
+    return verify.run(args.ref, settings, reporter, everything=args.everything, explain=args.explain)
+
+
 def _clearing(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
-    """What a killed run leaves behind: resources its state does not hold, and its Terraform state lock."""
+    """A cluster's removal, and what a killed run leaves behind: resources its state does not hold, its lock."""
+    if args.command == "delete-cluster":
+        from pipeline.commands import delete_cluster
+
+        return delete_cluster.run(args.name, args.review, args.force, settings, reporter)
     if args.command == "unlock":
+        from pipeline.commands import unlock
+
         name = None if args.account else args.name
         return unlock.run(name, settings, reporter, region=args.region, lock_id=args.lock, force=args.force)
+    from pipeline.commands import remove_orphans
+
     return remove_orphans.run(args.name, settings, reporter)
 
 
-def _spec(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+def _reading(args: argparse.Namespace, settings: Settings, reporter: Reporter) -> int:
+    if args.command == "list":
+        from pipeline.commands import list_clusters
+
+        return list_clusters.run(settings, reporter)
+    if args.command == "status":
+        from pipeline.commands import status
+
+        return status.run(args.name, settings, reporter)
+    if args.command == "schemas":
+        from pipeline.commands import schemas
+
+        return schemas.run(args.action, settings, reporter)
+    from pipeline.commands import specs
+
     if args.action == "schema":
         return specs.schema(reporter)
     if args.action == "check":

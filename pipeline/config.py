@@ -5,10 +5,18 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from pipeline.errors import BadInput
 from pipeline.model import Target
+
+# A lock younger than this may be held by a run alive on another machine, which this one cannot
+# see: Terraform holds the lock for the whole of one plan or apply, and the stacks' longest on AWS
+# (NAT gateways, interface endpoints, their deletion) take minutes, not a quarter of an hour. An
+# older lock's run is taken for dead and released on request; a younger one only with --force.
+STALE_LOCK_AFTER = timedelta(minutes=15)
+STALE_LOCK_TEXT = f"{int(STALE_LOCK_AFTER.total_seconds() // 60)} minutes"
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FLEET = "fleet.git"

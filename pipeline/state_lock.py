@@ -12,18 +12,13 @@ import json
 import re
 import shlex
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pipeline import aws
+from pipeline.config import STALE_LOCK_AFTER, STALE_LOCK_TEXT
 from pipeline.errors import AwsError, StateLocked
 from pipeline.model import AwsAccess, Target
 
-# A lock younger than this may be held by a run alive on another machine, which this one cannot
-# see: Terraform holds the lock for the whole of one plan or apply, and the stacks' longest on AWS
-# (NAT gateways, interface endpoints, their deletion) take minutes, not a quarter of an hour. An
-# older lock's run is taken for dead and released on request; a younger one only with --force.
-STALE_AFTER = timedelta(minutes=15)
-STALE_AFTER_TEXT = f"{int(STALE_AFTER.total_seconds() // 60)} minutes"
 _LOCK_INFO = re.compile(r"^\s*(ID|Operation|Who|Created):[ \t]*(.*?)\s*$", re.MULTILINE)
 # Go's time.Time as the lock error prints it: 2026-12-03 06:50:01.123456789 +0000 UTC
 _GO_TIME = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(\.\d+)? ([+-]\d{4})")
@@ -40,7 +35,7 @@ class Lock:
 
     def stale(self, now: datetime) -> bool:
         """Old enough that its run is taken for dead; a lock of unknown age never is."""
-        return self.created is not None and now - self.created >= STALE_AFTER
+        return self.created is not None and now - self.created >= STALE_LOCK_AFTER
 
     def describe(self, now: datetime) -> str:
         holder = f" by {self.who}" if self.who else ""
@@ -134,7 +129,7 @@ def release(
     """Delete the lock at s3://bucket/key, as `force-unlock` would; None when there is none.
 
     Refused (StateLocked, nothing deleted) when it is not the lock `lock_id` names, or when it is
-    younger than STALE_AFTER and not `force`d.
+    younger than STALE_LOCK_AFTER and not `force`d.
     """
     now = now or datetime.now(UTC)
     where = f"s3://{bucket}/{key}"
@@ -150,7 +145,7 @@ def release(
         )
     if not force and not lock.stale(now):
         raise StateLocked(
-            f"{scope.subject}: {lock.describe(now)}, younger than {STALE_AFTER_TEXT}: its run may still be "
+            f"{scope.subject}: {lock.describe(now)}, younger than {STALE_LOCK_TEXT}: its run may still be "
             "alive on another machine; nothing released: wait for it, or pass --force if that run is dead"
         )
     if not aws.delete_object_if(access, bucket, key, etag):

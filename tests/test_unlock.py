@@ -19,6 +19,7 @@ import pytest
 
 from pipeline import access as target_access
 from pipeline import aws, cli, config, network, node_iam, state_lock
+from pipeline.config import STALE_LOCK_AFTER
 from pipeline.errors import EXIT_BAD_INPUT, EXIT_BLOCKED, EXIT_OK
 from tests.fixtures import REPO_ROOT
 
@@ -112,7 +113,7 @@ def test_a_young_lock_is_kept_without_force_and_released_with_it(bucket, moto_en
 
 
 def test_a_lock_older_than_the_bound_is_released_without_force(bucket, moto_endpoint, capsys):
-    lock_id = _lock(moto_endpoint, bucket, LOCK_KEY, state_lock.STALE_AFTER + timedelta(minutes=1))
+    lock_id = _lock(moto_endpoint, bucket, LOCK_KEY, STALE_LOCK_AFTER + timedelta(minutes=1))
 
     code, out, _ = _unlock(capsys, NAME, "--region", REGION)
 

@@ -2,7 +2,7 @@
 
 A killed run leaves its lock held, and every run after it fails naming this command. It holds the
 cluster on this machine as a run does, so it is refused while one is alive here; a lock younger
-than state_lock.STALE_AFTER may be a run alive elsewhere. Either is released only with --force:
+than config.STALE_LOCK_AFTER may be a run alive elsewhere. Either is released only with --force:
 for a run that is stuck, not dead, whose Terraform may then fail to save its state.
 """
 
