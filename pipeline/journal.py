@@ -306,20 +306,8 @@ def _held(lock_path: Path) -> bool:
 @contextlib.contextmanager
 def run(journal_dir: Path, cluster: str, command: str) -> Iterator[Journal]:
     """Hold the cluster for one run and journal it; the lock dies with the process."""
-    journal_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = journal_dir / f"{cluster}.lock"
-    with lock_path.open("a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another run"
-            raise RunInProgress(f"cluster '{cluster}' is held by run {holder}; wait for it to finish") from None
-        run_id = new_run_id()
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"{run_id} (pid {os.getpid()})\n")
-        lock.flush()
+    run_id = new_run_id()
+    with _holding(journal_dir, cluster, run_id, refused=""):
         path = journal_dir / f"{cluster}.json"
         previous = _read(path)
         if previous is not None and previous.get("status") == "running":
@@ -347,9 +335,6 @@ def run(journal_dir: Path, cluster: str, command: str) -> Iterator[Journal]:
         except BaseException as exc:
             journal._end_on_error("failed", str(exc) or type(exc).__name__)
             raise
-        finally:
-            lock.seek(0)
-            lock.truncate()
 
 
 @contextlib.contextmanager
@@ -358,19 +343,27 @@ def hold(journal_dir: Path, cluster: str, doing: str) -> Iterator[None]:
 
     Refused while a run of this machine holds it; the previous run's record stays the previous one.
     """
+    with _holding(journal_dir, cluster, doing, refused=f"{doing} refused: "):
+        yield
+
+
+@contextlib.contextmanager
+def _holding(journal_dir: Path, cluster: str, holder: str, *, refused: str) -> Iterator[None]:
+    """The cluster's lock on this machine, held under `holder`'s name; RunInProgress (opening with `refused`)
+    while another process holds it."""
     journal_dir.mkdir(parents=True, exist_ok=True)
     with (journal_dir / f"{cluster}.lock").open("a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
-            holder = lock.read().strip() or "another run"
+            other = lock.read().strip() or "another run"
             raise RunInProgress(
-                f"{doing} refused: cluster '{cluster}' is held by run {holder} on this machine; wait for it to finish"
+                f"{refused}cluster '{cluster}' is held by run {other} on this machine; wait for it to finish"
             ) from None
         lock.seek(0)
         lock.truncate()
-        lock.write(f"{doing} (pid {os.getpid()})\n")
+        lock.write(f"{holder} (pid {os.getpid()})\n")
         lock.flush()
         try:
             yield
