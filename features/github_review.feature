@@ -10,6 +10,7 @@ Feature: A reviewer approves the generated pull request and main's head verifies
     Then the run succeeds
     And GitHub has one open pull request from "cluster/web" that describes the network
     And main is the fleet's signed first commit, its GitRepository at the address Flux fetches it from
+    And main declares the management cluster's Cluster API providers, and verifies
     When I run new-cluster "web" for review on GitHub
     Then the run succeeds
     And GitHub still has one pull request from "cluster/web", not updated

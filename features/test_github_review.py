@@ -13,7 +13,7 @@ import yaml
 from pytest_bdd import given, parsers, scenario, scenarios, then, when
 
 from features.conftest import STATE_BUCKET, World, s3, small_spec, spec_path, verify_signed_by_trusted_key
-from pipeline import journal, network
+from pipeline import journal, management, network
 from tests.github_fake import BOT, TOKEN, FakeGitHub
 
 
@@ -76,6 +76,22 @@ def main_is_the_first_commit(world: World) -> None:
     assert source["spec"]["url"] == world.env["PIPELINE_FLUX_URL"]
     assert f"main at {first[:12]}, its signed first commit" in world.last.stderr
     world.before["main"] = first
+
+
+@then("main declares the management cluster's Cluster API providers, and verifies")
+def main_declares_the_providers(world: World) -> None:
+    declared = yaml.safe_load_all(world.git("show", f"main:{management.PROVIDERS_DIR}providers.yaml"))
+    assert sorted((d["kind"], d["metadata"]["name"], d["spec"]["version"]) for d in declared) == sorted(
+        (p.kind, p.name, p.version) for p in management.PROVIDERS
+    )
+    root = list(yaml.safe_load_all(world.git("show", f"main:{management.BOOTSTRAP_SYNC}")))
+    assert [(d["kind"], d["spec"].get("path")) for d in root if d] == [
+        ("GitRepository", None),
+        ("Kustomization", "./flux"),
+    ]
+    verified = world.pipeline("verify", "--json")
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["findings"] == []
 
 
 @then("main is still the fleet's first commit")
